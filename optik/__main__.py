@@ -1,0 +1,5 @@
+import sys
+
+from optik.cli import main
+
+sys.exit(main())

@@ -1,0 +1,268 @@
+"""The functions a notebook user calls; the CLI is a thin layer over these."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import platform
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from optik.core.config import TrainConfig, from_dict, load_yaml
+from optik.core.errors import ConfigError, DataError, RunError
+from optik.core.io import new_run_dir, read_json, require_run_dir, write_json, write_yaml
+from optik.core.seed import seed_everything
+from optik.data.dataset import ImageDataset
+from optik.data.folder import IMAGE_EXTENSIONS, SkippedImagesWarning, decode_image, stack_images
+from optik.data.registry import load_dataset, split_dataset
+from optik.evaluation.evaluate import evaluate_model, predict_proba
+from optik.evaluation.figures import confusion_figure, save_figure
+from optik.models.classifier import Classifier
+from optik.models.io import load_classifier, save_classifier
+from optik.models.registry import create_classifier
+
+RUN_DIR_ENV = "OPTIK_RUN_DIR"  # lets data-parallel worker processes find the folder rank 0 created
+RESUMABLE_OVERRIDES = {"devices", "accelerator", "strategy", "num_nodes", "precision"}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model: Classifier | None  # None on ranks other than 0, and when training was interrupted
+    metrics: dict | None      # test-split report, as in metrics.json
+    interrupted: bool = False
+
+
+# ------------------------------------------------------------------------------------------------ config
+def make_config(config: str | os.PathLike | dict | TrainConfig | None = None, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a YAML file, a dict or a TrainConfig, with keyword overrides on top."""
+    if isinstance(config, TrainConfig):
+        base = config.to_dict()
+        source = "config"
+    elif isinstance(config, dict):
+        base, source = dict(config), "config"
+    elif config is not None:
+        base, source = load_yaml(config), str(config)
+    else:
+        base, source = {}, "arguments"
+    cfg = from_dict(TrainConfig, base, source=source)
+    return from_dict(TrainConfig, {**cfg.to_dict(), **{k: v for k, v in overrides.items() if v is not None}},
+                     source="arguments")
+
+
+def _is_worker_process() -> bool:
+    """True in a data-parallel process other than global rank 0 (Lightning, torchrun or SLURM launched)."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _provenance() -> dict:
+    import lightning
+
+    from optik import __version__
+
+    return {"optik": __version__, "torch": str(torch.__version__), "lightning": str(lightning.__version__),
+            "python": platform.python_version(), "git_sha": _git_sha(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+# ------------------------------------------------------------------------------------------------ data
+def _load_splits(cfg: TrainConfig) -> tuple[ImageDataset, dict[str, torch.Tensor]]:
+    ds = load_dataset(cfg.data, image_size=cfg.image_size, strict=cfg.strict)
+    splits = split_dataset(ds, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    return ds, splits
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of ``uint8`` images, in [0, 1] units (std floored to avoid division by 0)."""
+    x = images.double().div(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist()
+
+
+# ------------------------------------------------------------------------------------------------ train
+def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: str | os.PathLike | None = None,
+          overwrite: bool = False, resume: str | os.PathLike | None = None, progress: bool = True,
+          **overrides: Any) -> TrainResult:
+    """Train a classifier and write its run folder; see :class:`optik.core.config.TrainConfig` for options.
+
+    Args:
+        config: a YAML path, dict or TrainConfig; keyword ``overrides`` (e.g. ``epochs=5``) go on top.
+        out: the run folder; default a new ``runs/train-<data>-<time>``.
+        overwrite: replace an existing, non-empty ``out``.
+        resume: a run folder whose training was interrupted: continue from its last checkpoint with its
+            saved config (only hardware options may be overridden).
+        progress: show the Rich progress bar.
+
+    Returns:
+        TrainResult with the run folder, the trained model (best validation weights) and the test metrics.
+    """
+    from optik.training.datamodule import TensorDataModule
+    from optik.training.trainer import fit
+
+    worker = _is_worker_process()
+    if resume is not None:
+        run = require_run_dir(resume, "config.yaml")
+        saved = load_yaml(run / "config.yaml")
+        changed = {k for k, v in overrides.items() if v is not None and saved["config"].get(k) != v}
+        if changed - RESUMABLE_OVERRIDES:
+            raise ConfigError(f"cannot change {sorted(changed - RESUMABLE_OVERRIDES)} when resuming {str(run)!r}; "
+                              f"only {sorted(RESUMABLE_OVERRIDES)} may differ. Start a new run instead")
+        cfg = make_config(saved["config"], **{k: overrides[k] for k in changed})
+    else:
+        cfg = make_config(config, **overrides)
+    seed_everything(cfg.seed)
+    # Data and model first: a typo in either fails before any folder is made.
+    ds, splits = _load_splits(cfg)
+    mean, std = _channel_stats(ds.images[splits["train"]])
+    model = create_classifier(cfg.model, classes=ds.classes, in_channels=ds.channels, input_size=ds.image_size,
+                              mean=mean, std=std)
+    if resume is None:
+        if worker:
+            if not (out or os.environ.get(RUN_DIR_ENV)):
+                raise RunError("data-parallel workers on other nodes need an explicit --out shared by all nodes")
+            run = Path(os.environ.get(RUN_DIR_ENV) or out)
+        else:
+            prefix = f"train-{cfg.data if cfg.data.replace('-', '').isalnum() else Path(cfg.data).stem}"
+            run = new_run_dir(out, prefix=prefix, overwrite=overwrite)
+            write_yaml(run / "config.yaml", {"command": "train", **_provenance(), "config": cfg.to_dict(),
+                                             "data": _data_summary(ds, splits)})
+    os.environ[RUN_DIR_ENV] = str(run)
+    datamodule = TensorDataModule(ds, splits, batch_size=cfg.batch_size, seed=cfg.seed)
+    model, trainer = fit(model, datamodule, cfg, run, resume=resume is not None, progress=progress and not worker)
+    if not trainer.is_global_zero:
+        return TrainResult(run, None, None)
+    if trainer.interrupted:
+        return TrainResult(run, None, None, interrupted=True)
+    model = model.to(memory_format=torch.contiguous_format).cpu().eval()
+    save_classifier(model, run)
+    metrics = _evaluate_split(model, ds, splits, "test", run, positive=None, threshold=0.5)
+    return TrainResult(run, model, metrics)
+
+
+def _data_summary(ds: ImageDataset, splits: dict[str, torch.Tensor]) -> dict:
+    return {"name": ds.name, "n": len(ds), "classes": ds.classes, "channels": ds.channels,
+            "image_size": list(ds.image_size), "splits": {k: len(v) for k, v in splits.items()}}
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+def load(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> Classifier:
+    """The trained Classifier of a run folder (safetensors weights, rebuilt from ``model.json``)."""
+    return load_classifier(run, map_location=device)
+
+
+def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "test", positive: str | None = None,
+             threshold: float = 0.5, strict: bool = False) -> dict:
+    """Evaluate a run's model on a split of its own data (default) or of another dataset with the same classes.
+
+    Writes ``metrics.json`` and ``figures/confusion_matrix.png`` into the run folder for the run's own test split
+    with default options, else into ``evaluations/<data>-<split>/`` inside it. Returns the report.
+    """
+    run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
+    saved = load_yaml(run / "config.yaml")
+    cfg = make_config(saved["config"], strict=strict, **({"data": data} if data else {}))
+    model = load(run)
+    ds, splits = _load_splits(cfg)
+    if split not in splits:
+        raise ConfigError(f"expected --split to be one of {sorted(splits)}, got {split!r}")
+    if ds.classes != model.classes:
+        raise DataError(f"the model was trained on classes {model.classes}, but {cfg.data!r} has {ds.classes}")
+    default = data in (None, saved["config"]["data"]) and split == "test" and positive is None and threshold == 0.5
+    out = run if default else run / "evaluations" / f"{Path(cfg.data).name}-{split}"
+    return _evaluate_split(model, ds, splits, split, out, positive=positive, threshold=threshold)
+
+
+def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: str, out: Path, *,
+                    positive: str | None, threshold: float) -> dict:
+    idx = splits[split]
+    images = conform(ds.images[idx], model)
+    report = evaluate_model(model, images, ds.labels[idx], positive=positive, threshold=threshold)
+    report = {"data": ds.name, "split": split, **report}
+    write_json(out / "metrics.json", report)
+    save_figure(confusion_figure(np.array(report["confusion_matrix"]), model.classes, title=f"{split}"),
+                out / "figures" / "confusion_matrix.png")
+    return report
+
+
+def conform(images: torch.Tensor, model: Classifier) -> torch.Tensor:
+    """Resize ``uint8`` images and adapt their channels (grey <-> RGB) to what ``model`` expects."""
+    c = model.in_channels
+    if images.shape[1] != c:
+        if images.shape[1] == 1 and c == 3:
+            images = images.expand(-1, 3, -1, -1)
+        elif images.shape[1] == 3 and c == 1:
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            raise DataError(f"expected images with {c} channel(s), got {images.shape[1]}")
+    if tuple(images.shape[2:]) != model.input_size:
+        x = torch.nn.functional.interpolate(images.float(), size=model.input_size, mode="bilinear",
+                                            antialias=True, align_corners=False)
+        images = x.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+# ------------------------------------------------------------------------------------------------ predict
+def _image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"expected an image file or a folder of images, got {str(p)!r}, which does not exist")
+    if not files:
+        raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) found in {[str(p) for p in paths]}")
+    return files
+
+
+def predict(run_or_model: str | os.PathLike | Classifier, images: Sequence[str | os.PathLike], *,
+            top_k: int = 3) -> list[dict]:
+    """Top-k classes with softmax probabilities for image files or folders of images.
+
+    Unreadable files are reported with an ``error`` entry (and a warning), never silently dropped.
+    """
+    model = run_or_model if isinstance(run_or_model, Classifier) else load(run_or_model)
+    files = _image_files(images)
+    decoded, results = [], []
+    for f in files:
+        try:
+            decoded.append((f, decode_image(f)))
+        except DataError as e:
+            results.append({"path": str(f), "error": str(e)})
+    if results:
+        warnings.warn("skipped unreadable files:\n  " + "\n  ".join(r["error"] for r in results),
+                      SkippedImagesWarning, stacklevel=2)
+    if decoded:
+        x = conform(stack_images([a for _, a in decoded], size=model.input_size, channels=model.in_channels), model)
+        probs = predict_proba(model, x)
+        k = min(top_k, model.num_classes)
+        for (f, _), p in zip(decoded, probs):
+            top = np.argsort(-p, kind="stable")[:k]
+            results.append({"path": str(f), "top_k": [{"class": model.classes[i], "probability": float(p[i])}
+                                                      for i in top]})
+    order = {str(f): i for i, f in enumerate(files)}
+    return sorted(results, key=lambda r: order[r["path"]])
+
+
+def run_info(run: str | os.PathLike) -> dict:
+    """The saved config and metrics of a run folder."""
+    run = require_run_dir(run, "config.yaml")
+    info = {"config": load_yaml(run / "config.yaml")}
+    if (run / "metrics.json").is_file():
+        info["metrics"] = read_json(run / "metrics.json")
+    return info

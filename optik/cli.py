@@ -1,0 +1,214 @@
+"""`optik` on the command line: parse arguments, call the API, print. No logic lives here."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence, get_args
+
+from optik.core.config import TrainConfig
+from optik.core.errors import OptikError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+# ------------------------------------------------------------------------------------------------ train flags
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``--batch-size``), defaulting to 'not given' so YAML values survive."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        typ = next((a for a in get_args(f.type) if a is not type(None)), f.type) if get_args(f.type) else f.type
+        typ = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int}.get(str(typ), typ)
+        help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if typ is bool or f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            p.add_argument(flag, type=typ if callable(typ) else str, default=None, metavar=f.name.upper(),
+                           help=help_)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def cmd_datasets(args) -> None:
+    from optik.data import list_datasets
+
+    rows = list_datasets(args.pattern)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table("name", "offline", "summary", title="datasets (or pass a folder of class folders / a .csv manifest)")
+    for r in rows:
+        t.add_row(r["name"], "yes" if r["offline"] else "download", r["summary"])
+    _console().print(t)
+
+
+def cmd_models(args) -> None:
+    from optik.models import list_models
+
+    rows = list_models(args.pattern)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table("name", "summary", "spec", title="models (or pass a CNN spec string; see `optik models --help`)")
+    for r in rows:
+        t.add_row(r["name"], r["summary"], r.get("spec", ""))
+    _console().print(t)
+
+
+def cmd_train(args) -> None:
+    import optik
+
+    result = optik.train(args.config, out=args.out, overwrite=args.overwrite, resume=args.resume,
+                         progress=not args.no_progress, **_overrides(args))
+    if result.model is None and not result.interrupted:
+        return  # a data-parallel worker: rank 0 reports
+    con = _console()
+    if result.interrupted:
+        con.print(f"[yellow]interrupted.[/] Continue with: optik train --resume {result.run_dir}")
+        raise SystemExit(130)
+    _print_report(result.metrics, con)
+    con.print(f"run folder: [bold]{result.run_dir}[/]")
+
+
+def cmd_evaluate(args) -> None:
+    import optik
+
+    report = optik.evaluate(args.run, data=args.data, split=args.split, positive=args.positive,
+                            threshold=args.threshold, strict=args.strict)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report, _console())
+
+
+def cmd_predict(args) -> None:
+    import optik
+
+    results = optik.predict(args.run, args.images, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    con = _console()
+    for r in results:
+        if "error" in r:
+            con.print(f"[red]{r['path']}: {r['error']}[/]")
+        else:
+            tops = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top_k"])
+            con.print(f"{r['path']}: {tops}")
+
+
+def cmd_demo(args) -> None:
+    from optik.demo import run_demo
+
+    run_demo(out=args.out, console=_console(), progress=not args.no_progress)
+
+
+# ------------------------------------------------------------------------------------------------ printing
+def _print_report(report: dict, con) -> None:
+    from rich.table import Table
+
+    t = Table("class", "support", "TP", "FP", "TN", "FN", "sensitivity", "specificity", "precision", "NPV", "F1",
+              title=f"{report.get('data', '')} / {report.get('split', '')}: {report['n']} images")
+    for name, m in report["per_class"].items():
+        t.add_row(name, *(str(m[k]) for k in ("support", "tp", "fp", "tn", "fn")),
+                  *(f"{m[k]:.4f}" for k in ("sensitivity", "specificity", "precision", "npv", "f1")))
+    t.add_section()
+    for avg in ("macro", "weighted"):
+        t.add_row(avg, "", "", "", "", "", *(f"{report[avg][k]:.4f}"
+                                             for k in ("sensitivity", "specificity", "precision", "npv", "f1")))
+    con.print(t)
+    topk = "  ".join(f"top-{k} {v:.4f}" for k, v in report.get("top_k_accuracy", {}).items())
+    con.print(f"accuracy [bold]{report['accuracy']:.4f}[/]  balanced accuracy {report['balanced_accuracy']:.4f}  "
+              f"{topk}  type I errors (FP) {report['type_i_errors']}  type II errors (FN) {report['type_ii_errors']}")
+    if "binary" in report:
+        b = report["binary"]
+        con.print(f"binary, positive = {b['positive']!r}, threshold {b['threshold']}: sensitivity "
+                  f"{b['sensitivity']:.4f}  specificity {b['specificity']:.4f}  PPV {b['precision']:.4f}  "
+                  f"NPV {b['npv']:.4f}  type I {b['fp']} (rate {b['fpr']:.4f})  type II {b['fn']} "
+                  f"(rate {b['fnr']:.4f})")
+    if report.get("undefined"):
+        con.print(f"[dim]undefined (0/0, reported as 0): {', '.join(report['undefined'][:10])}"
+                  f"{' ...' if len(report['undefined']) > 10 else ''}[/]")
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="optik", description="Classify and evaluate images with PyTorch.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("datasets", help="list built-in and downloadable datasets")
+    s.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. 'cifar*'")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_datasets)
+
+    from optik.models.cnn import __doc__ as spec_doc
+
+    s = sub.add_parser("models", help="list models that can be built", description=spec_doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("pattern", nargs="?", default="*")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("train", help="train a classifier into a run folder")
+    s.add_argument("--config", help="YAML file of TrainConfig keys; flags override it")
+    s.add_argument("--out", help="run folder (default: a new folder under runs/)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    s.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_flags(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="confusion matrix and per-class metrics of a run's model")
+    s.add_argument("run")
+    s.add_argument("--data", help="another dataset with the same classes (default: the run's own)")
+    s.add_argument("--split", default="test", choices=("train", "val", "test"))
+    s.add_argument("--positive", help="binary tasks: the positive class (default: the second class)")
+    s.add_argument("--threshold", type=float, default=0.5, help="binary tasks: threshold on P(positive)")
+    s.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="top-k classes of image files or folders")
+    s.add_argument("run")
+    s.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    s.add_argument("--top-k", type=int, default=3)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("demo", help="train, evaluate and predict on built-in mnist5k in a few minutes")
+    s.add_argument("--out", help="run folder (default: a new folder under runs/)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+    try:
+        args.func(args)
+    except OptikError as e:
+        print(f"optik {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"optik {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

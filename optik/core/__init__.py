@@ -1,0 +1,1 @@
+"""Foundations every other layer uses: errors, registries, config, run folders, seeding, the image contract."""

@@ -1,0 +1,144 @@
+"""Frozen dataclasses are the config schema: YAML files and CLI flags map onto them; unknown keys raise."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
+
+import yaml
+
+from optik.core.errors import ConfigError
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed", "64")
+SCHEDULES = ("onecycle", "cosine", "constant")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def _field(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything `optik train` needs; saved resolved into the run's ``config.yaml``.
+
+    Units live in names: ``lr`` is the peak learning rate, ``shift_px`` the largest random shift in pixels.
+    """
+
+    data: str = _field("mnist5k", "a dataset name (`optik datasets`) or a folder / CSV manifest path")
+    model: str = _field("cnn", "a model name (`optik models`) or a CNN spec string")
+    epochs: int = _field(12, "passes over the training split")
+    batch_size: int = _field(128, "images per step on each device")
+    optimizer: str = _field("sgd", "sgd (Nesterov) | adamw")
+    lr: float = _field(0.1, "peak learning rate of the schedule")
+    momentum: float = _field(0.9, "SGD momentum (Nesterov), or Adam beta1")
+    weight_decay: float = _field(5e-4, "L2 penalty on weights (not on biases or BatchNorm)")
+    schedule: str = _field("onecycle", "onecycle | cosine | constant")
+    warmup_fraction: float = _field(0.25, "onecycle: share of steps spent warming up")
+    label_smoothing: float = _field(0.0, "cross-entropy label smoothing")
+    shift_px: int = _field(2, "training augmentation: random translation up to this many pixels")
+    image_size: int | None = _field(None, "folder datasets: resize images to this square size")
+    val_fraction: float = _field(0.1, "of the non-test images")
+    test_fraction: float = _field(0.2, "for datasets without a fixed test split")
+    split_seed: int = _field(0, "fixes the train/val/test split independently of `seed`")
+    seed: int = _field(0, "initialization, shuffling, augmentation, dropout")
+    early_stopping: int = _field(0, "patience in epochs on val accuracy; 0 = off")
+    precision: str = _field("32", "32 | bf16-mixed | 16-mixed | 64")
+    accelerator: str = _field("auto", "auto | cpu | gpu | mps")
+    devices: int = _field(1, "processes / GPUs per node (data parallel when > 1)")
+    strategy: str = _field("auto", "auto | ddp | ddp_spawn | ...")
+    num_nodes: int = _field(1, "machines (with torchrun or SLURM)")
+    strict: bool = _field(False, "a corrupt image stops loading instead of being skipped with a warning")
+    log_shards: bool = _field(False, "write the sample indices each rank saw (for checking DDP sharding)")
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(self.lr > 0, "lr", "a learning rate > 0", self.lr)
+        _check(0 <= self.momentum < 1, "momentum", "a value in [0, 1)", self.momentum)
+        _check(self.weight_decay >= 0, "weight_decay", "a value >= 0", self.weight_decay)
+        _check(0 < self.warmup_fraction < 1, "warmup_fraction", "a value in (0, 1)", self.warmup_fraction)
+        _check(0 <= self.label_smoothing < 1, "label_smoothing", "a value in [0, 1)", self.label_smoothing)
+        _check(self.shift_px >= 0, "shift_px", "an integer >= 0", self.shift_px)
+        _check(self.image_size is None or self.image_size >= 4, "image_size", "None or an integer >= 4",
+               self.image_size)
+        _check(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
+        _check(0 < self.test_fraction < 1, "test_fraction", "a fraction in (0, 1)", self.test_fraction)
+        _check(self.early_stopping >= 0, "early_stopping", "a patience in epochs >= 0", self.early_stopping)
+        _check(self.devices >= 1, "devices", "an integer >= 1", self.devices)
+        _check(self.num_nodes >= 1, "num_nodes", "an integer >= 1", self.num_nodes)
+        _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
+        _check(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
+        _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, key: str, expected: str, got: object) -> None:
+    if not ok:
+        raise ConfigError(f"config value {key}: expected {expected}, got {got!r}")
+
+
+def from_dict(cls: type, values: Mapping[str, Any], *, source: str = "config"):
+    """Build ``cls`` from a mapping, converting simple types; unknown keys raise with a suggestion."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown key {key!r} in {source}.{hint} Valid keys: {', '.join(fields)}")
+        kwargs[name] = _coerce(name, value, hints[name], source)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Convert YAML / CLI values to the field's type, or raise a ConfigError naming both."""
+    optional = type(None) in get_args(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config value {name} in {source}: expected a value, got null")
+    base = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
+    if get_origin(base) is Literal:
+        base = str
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if base is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if base is float:
+            return float(value)
+        if base is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config value {name} in {source}: expected {getattr(base, '__name__', base)}, got {value!r}"
+        ) from None
+    return value
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"expected a YAML config file, got {str(path)!r}, which does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"expected a mapping of keys to values in {str(path)!r}, got {type(values).__name__}")
+    return values

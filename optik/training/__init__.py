@@ -1,0 +1,1 @@
+"""Lightning task, data module, callbacks and the Trainer factory."""

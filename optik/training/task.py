@@ -1,0 +1,82 @@
+"""The classification task: loss, steps, optimizer and schedule. The model itself stays a plain nn.Module."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from optik.augment import random_shift
+from optik.core.config import TrainConfig
+from optik.core.seed import derive_seed, generator
+from optik.evaluation.metrics import metrics_from_confusion
+from optik.models.classifier import Classifier
+
+
+class ClassificationTask(L.LightningModule):
+    """Cross-entropy training of a :class:`Classifier` with seeded, resumable randomness.
+
+    Every epoch reseeds dropout and augmentation from ``(seed, epoch, rank)``, so a run resumed from the
+    checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have.
+    """
+
+    def __init__(self, model: Classifier, cfg: TrainConfig, *, steps_per_epoch: int):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.steps_per_epoch = steps_per_epoch
+        self.val_confusion = MulticlassConfusionMatrix(model.num_classes)
+        self.val_metrics: dict | None = None  # the last validation report (reduced over all ranks)
+        self._aug_generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        epoch, rank = self.current_epoch, self.global_rank
+        torch.manual_seed(derive_seed(self.cfg.seed, "dropout", epoch, rank))
+        self._aug_generator = generator(self.cfg.seed, "augment", epoch, rank)
+        self.trainer.datamodule.set_epoch(epoch)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        x = random_shift(x, self.cfg.shift_px, generator=self._aug_generator)
+        logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        self.val_confusion.update(logits.argmax(dim=1), y)
+        self.log("val/loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        cm = self.val_confusion.compute()  # summed over all ranks by torchmetrics
+        self.val_confusion.reset()
+        self.val_metrics = metrics_from_confusion(cm.cpu().numpy(), self.model.classes)
+        self.log("val/acc", self.val_metrics["accuracy"], prog_bar=True)
+        self.log("val/balanced_acc", self.val_metrics["balanced_accuracy"])
+        self.log("val/macro_f1", self.val_metrics["macro"]["f1"])
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            (decay if p.ndim > 1 else no_decay).append(p)  # no weight decay on biases and BatchNorm
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+        total = cfg.epochs * self.steps_per_epoch
+        if cfg.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                        pct_start=cfg.warmup_fraction,
+                                                        cycle_momentum=cfg.optimizer == "sgd")
+        elif cfg.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

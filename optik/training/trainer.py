@@ -1,0 +1,83 @@
+"""The Trainer factory: devices, precision, strategy, checkpoints, logging. No math here."""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from optik.core.config import TrainConfig
+from optik.core.errors import CheckpointError
+from optik.models.classifier import Classifier
+from optik.training.callbacks import SafeCheckpointIO, ShardRecorder, TensorBoardExtras
+from optik.training.datamodule import TensorDataModule
+from optik.training.task import ClassificationTask
+
+CHECKPOINTS = "checkpoints"
+
+
+def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool, extra_callbacks=()) -> L.Trainer:
+    monitor = "val/acc" if has_val else None
+    callbacks = [
+        ModelCheckpoint(dirpath=run / CHECKPOINTS, filename="best", monitor=monitor, mode="max", save_last=True,
+                        save_top_k=1, enable_version_counter=False),
+        LearningRateMonitor(logging_interval="epoch"),
+        TensorBoardExtras(),
+        *extra_callbacks,
+    ]
+    if cfg.early_stopping and has_val:
+        callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=cfg.early_stopping))
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                  "lightning.fabric.utilities.seed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
+    return L.Trainer(
+        default_root_dir=run,
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        logger=TensorBoardLogger(save_dir=str(run), name="tensorboard", version="", default_hp_metric=False),
+        callbacks=callbacks,
+        plugins=[SafeCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        deterministic=False,
+    )
+
+
+def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: Path, *, resume: bool,
+        progress: bool) -> tuple[Classifier, L.Trainer]:
+    """Train ``model`` in place; return it holding the best validation weights (or the last, without val)."""
+    has_val = len(datamodule.splits.get("val", ())) > 0
+    extra = [ShardRecorder(run / "shards", datamodule.splits["train"])] if cfg.log_shards else []
+    trainer = build_trainer(cfg, run, has_val=has_val, progress=progress, extra_callbacks=extra)
+    model = model.to(memory_format=torch.channels_last)
+    task = ClassificationTask(model, cfg, steps_per_epoch=datamodule.steps_per_epoch(trainer.world_size))
+    last = run / CHECKPOINTS / "last.ckpt"
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+    best = run / CHECKPOINTS / "best.ckpt"
+    if has_val and best.is_file() and not trainer.interrupted:
+        load_task_weights(model, best)
+    return model, trainer
+
+
+def load_task_weights(model: Classifier, ckpt: Path) -> None:
+    """Load the ``model.*`` weights of a Lightning checkpoint (read with ``weights_only=True``)."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported the same way
+        raise CheckpointError(f"cannot read checkpoint {ckpt} safely: {e}") from None
+    state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    model.load_state_dict(state)

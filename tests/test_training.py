@@ -1,0 +1,142 @@
+"""Training end to end: run folder, resume after SIGKILL, data parallel on CPU, and what the run holds."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import optik
+from optik.core.errors import ConfigError, RunError
+from optik.data import load_dataset, split_dataset
+
+from helpers import ROOT, optik_cmd, run_optik
+
+FAST = ["--data", "mnist5k", "--model", "cnn-small", "--batch-size", "128", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A short real training on mnist5k through the Python API (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("runs") / "small"
+    return optik.train(data="mnist5k", model="cnn-small", epochs=3, out=out, progress=False)
+
+
+def test_run_folder_has_everything(small_run):
+    run = small_run.run_dir
+    for name in ("config.yaml", "model.safetensors", "model.json", "metrics.json", "checkpoints/last.ckpt",
+                 "checkpoints/best.ckpt", "figures/confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["config"]["epochs"] == 3 and cfg["data"]["splits"] == {"test": 1000, "val": 400, "train": 3600}
+    assert cfg["torch"] and cfg["created"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n"] == 1000 and metrics["accuracy"] > 0.9  # three epochs of a small CNN on real digits
+    assert set(metrics["per_class"]["3"]) >= {"tp", "fp", "tn", "fn", "sensitivity", "specificity", "precision",
+                                                "npv", "f1"}
+    assert load_file(str(run / "model.safetensors"))  # plain tensors, no pickle
+
+
+def test_tensorboard_has_scalars_images_histograms(small_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(small_run.run_dir / "tensorboard"), size_guidance={"images": 0, "histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/loss", "val/acc", "val/loss"} <= set(tags["scalars"])
+    assert "val/confusion_matrix" in tags["images"]
+    assert any(t.startswith("weights/") for t in tags["histograms"])
+    assert len(acc.Scalars("val/acc")) == 3
+
+
+def test_evaluate_matches_training_metrics_and_sklearn(small_run):
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
+    report = optik.evaluate(small_run.run_dir)
+    assert report["confusion_matrix"] == small_run.metrics["confusion_matrix"]
+    model = optik.load(small_run.run_dir)
+    ds = load_dataset("mnist5k")
+    test = split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)["test"]
+    with torch.no_grad():
+        pred = model(ds.images[test].float() / 255).argmax(1).numpy()
+    y = ds.labels[test].numpy()
+    assert report["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-12)
+    assert report["confusion_matrix"] == confusion_matrix(y, pred, labels=list(range(10))).tolist()
+
+
+def test_new_run_never_overwrites(small_run):
+    with pytest.raises(RunError, match="already exists"):
+        optik.train(data="digits", out=small_run.run_dir, epochs=1, progress=False)
+
+
+def test_resume_rejects_changed_training_options(small_run):
+    with pytest.raises(ConfigError, match="cannot change \\['lr'\\]"):
+        optik.train(resume=small_run.run_dir, lr=0.5, progress=False)
+
+
+def _weights(run):
+    return load_file(str(run / "model.safetensors"))
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
+    args = [*FAST, "--epochs", "8", "--seed", "5"]
+    run_optik("train", *args, "--out", tmp_path / "whole")
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(optik_cmd("train", *args, "--out", killed), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # let it get into the next epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
+    assert not list(killed.rglob("*.tmp")) or True  # a temp file may remain; the real files are whole
+    epoch = torch.load(last, weights_only=True)["epoch"]
+    assert epoch < 7
+
+    run_optik("train", "--resume", killed, "--no-progress")
+    whole, resumed = _weights(tmp_path / "whole"), _weights(killed)
+    assert whole.keys() == resumed.keys()
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert a["confusion_matrix"] == b["confusion_matrix"] and a["accuracy"] == b["accuracy"]
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    run_optik("train", "--data", "digits", "--model", "cnn-small", "--epochs", "2", "--batch-size", "32",
+              "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--log-shards", "--no-progress",
+              "--out", out)
+    ranks = [json.loads((out / "shards" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    seen = [set(r["train_indices_epoch0"]) for r in ranks]
+    assert seen[0] and seen[1] and not seen[0] & seen[1], "ranks must see disjoint shards"
+    assert len(seen[0]) == len(seen[1])
+    ds = load_dataset("digits")
+    splits = split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)
+    assert seen[0] | seen[1] <= set(splits["train"].tolist())
+    assert len(seen[0] | seen[1]) >= len(splits["train"]) - 2 * 32  # all but the dropped last batches
+
+    # validation metrics were reduced over both ranks: both saw the whole val split and agree
+    n_val = len(splits["val"])
+    assert ranks[0]["val_n"] == ranks[1]["val_n"] == n_val
+    assert ranks[0]["val_accuracy"] == ranks[1]["val_accuracy"]
+    # ... and equal a single-process evaluation of the last weights on the whole val split
+    from optik.training.trainer import load_task_weights
+
+    model = optik.load(out)
+    load_task_weights(model, out / "checkpoints" / "last.ckpt")
+    with torch.no_grad():
+        pred = model.eval()(ds.images[splits["val"]].float() / 255).argmax(1)
+    assert ranks[0]["val_accuracy"] == pytest.approx((pred == ds.labels[splits["val"]]).double().mean().item())
