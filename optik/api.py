@@ -1,8 +1,8 @@
 """The functions a notebook user calls; the CLI is a thin layer over these."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
+import logging
 import os
 import platform
 import subprocess
@@ -27,6 +27,7 @@ from optik.models.classifier import Classifier
 from optik.models.io import load_classifier, save_classifier
 from optik.models.registry import create_classifier
 
+log = logging.getLogger("optik")
 RUN_DIR_ENV = "OPTIK_RUN_DIR"  # lets data-parallel worker processes find the folder rank 0 created
 RESUMABLE_OVERRIDES = {"devices", "accelerator", "strategy", "num_nodes", "precision"}
 
@@ -141,6 +142,8 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
             write_yaml(run / "config.yaml", {"command": "train", **_provenance(), "config": cfg.to_dict(),
                                              "data": _data_summary(ds, splits)})
     os.environ[RUN_DIR_ENV] = str(run)
+    if not worker:
+        log.info("%s: %s; run folder %s", "resuming" if resume else "training", ds.describe(), run)
     datamodule = TensorDataModule(ds, splits, batch_size=cfg.batch_size, seed=cfg.seed)
     model, trainer = fit(model, datamodule, cfg, run, resume=resume is not None, progress=progress and not worker)
     if not trainer.is_global_zero:

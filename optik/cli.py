@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -39,34 +40,33 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ commands
-def cmd_datasets(args) -> None:
-    from optik.data import list_datasets
-
-    rows = list_datasets(args.pattern)
-    if args.json:
+def _print_rows(rows: list[dict], columns: dict[str, str], *, title: str, as_json: bool) -> None:
+    """Rows as JSON for machines, or a Rich table of ``columns`` (key -> header) for people."""
+    if as_json:
         print(json.dumps(rows, indent=2))
         return
     from rich.table import Table
 
-    t = Table("name", "offline", "summary", title="datasets (or pass a folder of class folders / a .csv manifest)")
+    table = Table(*columns.values(), title=title)
     for r in rows:
-        t.add_row(r["name"], "yes" if r["offline"] else "download", r["summary"])
-    _console().print(t)
+        table.add_row(*(str(r.get(k, "")) for k in columns))
+    _console().print(table)
+
+
+def cmd_datasets(args) -> None:
+    from optik.data import list_datasets
+
+    rows = [{**r, "offline": "yes" if r["offline"] else "download"} for r in list_datasets(args.pattern)]
+    _print_rows(rows if not args.json else list_datasets(args.pattern), {"name": "name", "offline": "offline",
+                "summary": "summary"}, title="datasets (or pass a folder of class folders / a .csv manifest)",
+                as_json=args.json)
 
 
 def cmd_models(args) -> None:
     from optik.models import list_models
 
-    rows = list_models(args.pattern)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    from rich.table import Table
-
-    t = Table("name", "summary", "spec", title="models (or pass a CNN spec string; see `optik models --help`)")
-    for r in rows:
-        t.add_row(r["name"], r["summary"], r.get("spec", ""))
-    _console().print(t)
+    _print_rows(list_models(args.pattern), {"name": "name", "summary": "summary", "spec": "spec"},
+                title="models (or pass a CNN spec string; see `optik models --help`)", as_json=args.json)
 
 
 def cmd_train(args) -> None:
@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("optik: %(message)s"))
+    logging.getLogger("optik").addHandler(handler)
+    logging.getLogger("optik").setLevel(logging.INFO)
     warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
     try:
         args.func(args)

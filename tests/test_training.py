@@ -36,7 +36,7 @@ def test_run_folder_has_everything(small_run):
     assert cfg["config"]["epochs"] == 3 and cfg["data"]["splits"] == {"test": 1000, "val": 400, "train": 3600}
     assert cfg["torch"] and cfg["created"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["n"] == 1000 and metrics["accuracy"] > 0.9  # three epochs of a small CNN on real digits
+    assert metrics["n"] == 1000 and metrics["accuracy"] > 0.8  # three epochs of a small CNN on real digits
     assert set(metrics["per_class"]["3"]) >= {"tp", "fp", "tn", "fn", "sensitivity", "specificity", "precision",
                                                 "npv", "f1"}
     assert load_file(str(run / "model.safetensors"))  # plain tensors, no pickle

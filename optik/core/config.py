@@ -24,27 +24,31 @@ def _field(default: Any, help: str) -> Any:
 class TrainConfig:
     """Everything `optik train` needs; saved resolved into the run's ``config.yaml``.
 
-    Units live in names: ``lr`` is the peak learning rate, ``shift_px`` the largest random shift in pixels.
+    Units live in names: ``lr`` is the peak learning rate, ``shift_px`` the largest random shift in pixels,
+    ``rotation_deg`` the largest random rotation in degrees.
     """
 
     data: str = _field("mnist5k", "a dataset name (`optik datasets`) or a folder / CSV manifest path")
     model: str = _field("cnn", "a model name (`optik models`) or a CNN spec string")
     epochs: int = _field(12, "passes over the training split")
-    batch_size: int = _field(128, "images per step on each device")
+    batch_size: int = _field(64, "images per step on each device")
     optimizer: str = _field("sgd", "sgd (Nesterov) | adamw")
-    lr: float = _field(0.1, "peak learning rate of the schedule")
+    lr: float = _field(0.05, "peak learning rate of the schedule")
     momentum: float = _field(0.9, "SGD momentum (Nesterov), or Adam beta1")
     weight_decay: float = _field(5e-4, "L2 penalty on weights (not on biases or BatchNorm)")
     schedule: str = _field("onecycle", "onecycle | cosine | constant")
     warmup_fraction: float = _field(0.25, "onecycle: share of steps spent warming up")
-    label_smoothing: float = _field(0.0, "cross-entropy label smoothing")
+    label_smoothing: float = _field(0.1, "cross-entropy label smoothing")
     shift_px: int = _field(2, "training augmentation: random translation up to this many pixels")
+    rotation_deg: float = _field(10.0, "training augmentation: random rotation within +-this many degrees")
+    zoom: float = _field(0.1, "training augmentation: random scale in [1 - zoom, 1 + zoom]")
     image_size: int | None = _field(None, "folder datasets: resize images to this square size")
     val_fraction: float = _field(0.1, "of the non-test images")
     test_fraction: float = _field(0.2, "for datasets without a fixed test split")
     split_seed: int = _field(0, "fixes the train/val/test split independently of `seed`")
     seed: int = _field(0, "initialization, shuffling, augmentation, dropout")
     early_stopping: int = _field(0, "patience in epochs on val accuracy; 0 = off")
+    keep: str = _field("last", "weights saved as the model: last (end of the schedule) | best (val accuracy)")
     precision: str = _field("32", "32 | bf16-mixed | 16-mixed | 64")
     accelerator: str = _field("auto", "auto | cpu | gpu | mps")
     devices: int = _field(1, "processes / GPUs per node (data parallel when > 1)")
@@ -62,6 +66,8 @@ class TrainConfig:
         _check(0 < self.warmup_fraction < 1, "warmup_fraction", "a value in (0, 1)", self.warmup_fraction)
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "a value in [0, 1)", self.label_smoothing)
         _check(self.shift_px >= 0, "shift_px", "an integer >= 0", self.shift_px)
+        _check(0 <= self.rotation_deg <= 180, "rotation_deg", "degrees in [0, 180]", self.rotation_deg)
+        _check(0 <= self.zoom < 1, "zoom", "a value in [0, 1)", self.zoom)
         _check(self.image_size is None or self.image_size >= 4, "image_size", "None or an integer >= 4",
                self.image_size)
         _check(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
@@ -71,6 +77,7 @@ class TrainConfig:
         _check(self.num_nodes >= 1, "num_nodes", "an integer >= 1", self.num_nodes)
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _check(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
+        _check(self.keep in ("last", "best"), "keep", "last or best", self.keep)
         _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
 
     def to_dict(self) -> dict[str, Any]:

@@ -40,6 +40,15 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str = "Co
     return fig
 
 
+def confusion_image(cm, *, cell: int = 16) -> np.ndarray:
+    """The row-normalized confusion matrix as an ``H x W x 3`` uint8 heatmap (rows = true class), no text."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    rgb = (matplotlib.colormaps["Blues"](norm)[..., :3] * 255).astype(np.uint8)
+    return np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
+
+
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 110) -> Path:
     """Save atomically as PNG and close the figure."""
     out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi))

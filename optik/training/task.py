@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from optik.augment import random_shift
+from optik.augment import random_affine
 from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import metrics_from_confusion
@@ -40,7 +40,9 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        x = random_shift(x, self.cfg.shift_px, generator=self._aug_generator)
+        cfg = self.cfg
+        x = random_affine(x, rotation_deg=cfg.rotation_deg, zoom=cfg.zoom, shift_px=cfg.shift_px,
+                          generator=self._aug_generator)
         logits = self.model(x.contiguous(memory_format=torch.channels_last))
         loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
         self.log("train/loss", loss, prog_bar=True)
@@ -56,9 +58,10 @@ class ClassificationTask(L.LightningModule):
         cm = self.val_confusion.compute()  # summed over all ranks by torchmetrics
         self.val_confusion.reset()
         self.val_metrics = metrics_from_confusion(cm.cpu().numpy(), self.model.classes)
-        self.log("val/acc", self.val_metrics["accuracy"], prog_bar=True)
-        self.log("val/balanced_acc", self.val_metrics["balanced_accuracy"])
-        self.log("val/macro_f1", self.val_metrics["macro"]["f1"])
+        # identical on every rank already; sync_dist only tells Lightning so
+        self.log("val/acc", self.val_metrics["accuracy"], prog_bar=True, sync_dist=True)
+        self.log("val/balanced_acc", self.val_metrics["balanced_accuracy"], sync_dist=True)
+        self.log("val/macro_f1", self.val_metrics["macro"]["f1"], sync_dist=True)
 
     def configure_optimizers(self):
         cfg = self.cfg

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from optik.core.config import TrainConfig
 from optik.core.errors import CheckpointError
 from optik.models.classifier import Classifier
-from optik.training.callbacks import SafeCheckpointIO, ShardRecorder, TensorBoardExtras
+from optik.training.callbacks import ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras
 from optik.training.datamodule import TensorDataModule
 from optik.training.task import ClassificationTask
 
@@ -27,6 +27,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
                         save_top_k=1, enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         TensorBoardExtras(),
+        ResumeHint(run),
         *extra_callbacks,
     ]
     if cfg.early_stopping and has_val:
@@ -59,7 +60,8 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
 
 def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: Path, *, resume: bool,
         progress: bool) -> tuple[Classifier, L.Trainer]:
-    """Train ``model`` in place; return it holding the best validation weights (or the last, without val)."""
+    """Train ``model`` in place; return it holding the last weights, or the best validation epoch's
+    (``cfg.keep == "best"``; ties go to the earlier epoch)."""
     has_val = len(datamodule.splits.get("val", ())) > 0
     extra = [ShardRecorder(run / "shards", datamodule.splits["train"])] if cfg.log_shards else []
     trainer = build_trainer(cfg, run, has_val=has_val, progress=progress, extra_callbacks=extra)
@@ -68,7 +70,7 @@ def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: 
     last = run / CHECKPOINTS / "last.ckpt"
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
     best = run / CHECKPOINTS / "best.ckpt"
-    if has_val and best.is_file() and not trainer.interrupted:
+    if cfg.keep == "best" and has_val and best.is_file() and not trainer.interrupted:
         load_task_weights(model, best)
     return model, trainer
 

@@ -1,0 +1,16 @@
+"""The main job, as `make demo` runs it (slow: about two minutes on 2 cores)."""
+import json
+
+import pytest
+
+from helpers import run_optik
+
+
+@pytest.mark.slow
+def test_demo_reaches_the_accuracy_bar(tmp_path):
+    out = tmp_path / "demo"
+    result = run_optik("demo", "--out", out, "--no-progress")
+    assert f"run folder: {out}" in result.stdout.replace("\n", "")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 1000 and metrics["accuracy"] >= 0.985
+    assert "test" in result.stdout and "_label" in result.stdout  # the predictions on PNG files were printed
