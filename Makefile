@@ -8,7 +8,6 @@ STAMP   := $(VENV)/.installed
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
@@ -25,6 +24,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_overhead.py
+	$(BIN)/python benchmarks/default_training.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

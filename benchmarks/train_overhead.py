@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from optik.api import _channel_stats
-from optik.augment import random_shift
+from optik.augment import random_affine
 from optik.core.config import TrainConfig
 from optik.core.seed import generator
 from optik.data import TensorBatches, load_dataset, split_dataset
@@ -55,8 +55,9 @@ def bare_loop(cfg: TrainConfig, ds, splits) -> float:
         train.set_epoch(epoch)
         g = generator(cfg.seed, "augment", epoch, 0)
         for x, y in train:
-            x = random_shift(x, cfg.shift_px, generator=g).contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(x), y)
+            x = random_affine(x, rotation_deg=cfg.rotation_deg, zoom=cfg.zoom, shift_px=cfg.shift_px, generator=g)
+            loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y,
+                                   label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

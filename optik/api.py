@@ -111,9 +111,6 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     Returns:
         TrainResult with the run folder, the trained model (best validation weights) and the test metrics.
     """
-    from optik.training.datamodule import TensorDataModule
-    from optik.training.trainer import fit
-
     worker = _is_worker_process()
     if resume is not None:
         run = require_run_dir(resume, "config.yaml")
@@ -141,6 +138,9 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
             run = new_run_dir(out, prefix=prefix, overwrite=overwrite)
             write_yaml(run / "config.yaml", {"command": "train", **_provenance(), "config": cfg.to_dict(),
                                              "data": _data_summary(ds, splits)})
+    from optik.training.datamodule import TensorDataModule  # Lightning loads in seconds: only when training
+    from optik.training.trainer import fit
+
     os.environ[RUN_DIR_ENV] = str(run)
     if not worker:
         log.info("%s: %s; run folder %s", "resuming" if resume else "training", ds.describe(), run)

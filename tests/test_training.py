@@ -140,3 +140,13 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     with torch.no_grad():
         pred = model.eval()(ds.images[splits["val"]].float() / 255).argmax(1)
     assert ranks[0]["val_accuracy"] == pytest.approx((pred == ds.labels[splits["val"]]).double().mean().item())
+
+
+def test_mixed_precision_early_stopping_and_keep_best(tmp_path):
+    result = optik.train(data="digits", model="cnn-small", epochs=3, precision="bf16-mixed", early_stopping=1,
+                         keep="best", out=tmp_path / "bf16", progress=False)
+    assert result.metrics["n"] == round(0.2 * 1797) and 0.0 <= result.metrics["accuracy"] <= 1.0
+    best = torch.load(tmp_path / "bf16" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    saved = load_file(str(tmp_path / "bf16" / "model.safetensors"))
+    for k, v in saved.items():  # --keep best: the saved model is the best checkpoint's weights
+        assert torch.equal(v, best["model." + k].contiguous()), k

@@ -30,7 +30,7 @@ class TrainConfig:
 
     data: str = _field("mnist5k", "a dataset name (`optik datasets`) or a folder / CSV manifest path")
     model: str = _field("cnn", "a model name (`optik models`) or a CNN spec string")
-    epochs: int = _field(12, "passes over the training split")
+    epochs: int = _field(16, "passes over the training split")
     batch_size: int = _field(64, "images per step on each device")
     optimizer: str = _field("sgd", "sgd (Nesterov) | adamw")
     lr: float = _field(0.05, "peak learning rate of the schedule")
