@@ -121,14 +121,16 @@ def cmd_demo(args) -> None:
 def _print_report(report: dict, con) -> None:
     from rich.table import Table
 
-    t = Table("class", "support", "TP", "FP", "TN", "FN", "sensitivity", "specificity", "precision", "NPV", "F1",
-              title=f"{report.get('data', '')} / {report.get('split', '')}: {report['n']} images")
+    t = Table("class", "n", "TP", "FP", "TN", "FN", "sens", "spec", "PPV", "NPV", "F1",
+              title=f"{report.get('data', '')} / {report.get('split', '')}: {report['n']} images",
+              caption="sens = sensitivity (recall, TPR), spec = specificity (TNR), PPV = precision, "
+                      "NPV = negative predictive value; one class against the rest")
     for name, m in report["per_class"].items():
         t.add_row(name, *(str(m[k]) for k in ("support", "tp", "fp", "tn", "fn")),
-                  *(f"{m[k]:.4f}" for k in ("sensitivity", "specificity", "precision", "npv", "f1")))
+                  *(f"{m[k]:.3f}" for k in ("sensitivity", "specificity", "precision", "npv", "f1")))
     t.add_section()
     for avg in ("macro", "weighted"):
-        t.add_row(avg, "", "", "", "", "", *(f"{report[avg][k]:.4f}"
+        t.add_row(avg, "", "", "", "", "", *(f"{report[avg][k]:.3f}"
                                              for k in ("sensitivity", "specificity", "precision", "npv", "f1")))
     con.print(t)
     topk = "  ".join(f"top-{k} {v:.4f}" for k, v in report.get("top_k_accuracy", {}).items())

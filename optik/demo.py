@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
+import torch
 from PIL import Image
 
 
@@ -21,9 +21,10 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
     say(f"trained in {time.perf_counter() - start:.0f} s")
     _print_report(result.metrics, console) if console is not None else say(result.metrics["accuracy"])
 
-    # Predict from image files, as a user would: write eight test digits as PNGs, then classify them.
+    # Predict from image files, as a user would: write the first test image of each digit as a PNG, classify them.
     ds = load_dataset("mnist5k")
-    test = split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)["test"][:8]
+    test = split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)["test"]
+    test = torch.stack([test[ds.labels[test] == c][0] for c in range(len(ds.classes))])
     folder = result.run_dir / "demo_images"
     folder.mkdir(exist_ok=True)
     for i in test.tolist():
