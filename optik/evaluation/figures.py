@@ -24,7 +24,8 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str = "Co
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), constrained_layout=True)
     for ax, data, label, fmt in ((axes[0], cm, "count", "d"), (axes[1], norm, "share of true class", ".2f")):
         im = ax.imshow(data, cmap="Blues", vmin=0, vmax=data.max() if data.max() > 0 else 1)
-        ax.set_xticks(range(k), classes, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center")
+        tilt = max(map(len, classes)) > 3 and k > 4  # long names would overlap
+        ax.set_xticks(range(k), classes, rotation=45 if tilt else 0, ha="right" if tilt else "center")
         ax.set_yticks(range(k), classes)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
