@@ -150,3 +150,25 @@ def test_mixed_precision_early_stopping_and_keep_best(tmp_path):
     saved = load_file(str(tmp_path / "bf16" / "model.safetensors"))
     for k, v in saved.items():  # --keep best: the saved model is the best checkpoint's weights
         assert torch.equal(v, best["model." + k].contiguous()), k
+
+
+class _Payload:
+    """Unpickling this would run code: a checkpoint holding it must be refused, not executed."""
+
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/optik-pwned",))
+
+
+def test_resume_refuses_a_checkpoint_that_is_not_plain_weights(small_run, tmp_path):
+    import shutil
+
+    from optik.core.errors import CheckpointError
+
+    run = tmp_path / "copy"
+    shutil.copytree(small_run.run_dir, run)
+    for name in ("model.safetensors", "metrics.json"):
+        (run / name).unlink()
+    torch.save({"state_dict": {}, "evil": _Payload()}, run / "checkpoints" / "last.ckpt")
+    with pytest.raises(CheckpointError, match="refusing to load checkpoint"):
+        optik.train(resume=run, progress=False)
+    assert not os.path.exists("/tmp/optik-pwned")

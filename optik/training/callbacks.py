@@ -1,4 +1,4 @@
-"""Callbacks: atomic, pickle-free checkpoints; TensorBoard figures and histograms; DDP shard records."""
+"""Callbacks: atomic checkpoints read with ``weights_only=True``; TensorBoard images and histograms; DDP shard records."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from optik.core.errors import CheckpointError, OptikError
 from optik.core.io import atomic_write, write_json
 from optik.evaluation.figures import confusion_image
 
@@ -21,7 +22,18 @@ class SafeCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda p: torch.save(checkpoint, p))
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        return safe_load_checkpoint(path, map_location=map_location or "cpu")
+
+
+def safe_load_checkpoint(path, *, map_location="cpu") -> dict[str, Any]:
+    """``torch.load(weights_only=True)``: tensors and plain containers only; anything else is refused, unrun."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError(zip): all mean "not loadable"
+        raise CheckpointError(
+            f"refusing to load checkpoint {path}: it is not a plain weights checkpoint that optik wrote "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 class TensorBoardExtras(L.Callback):
@@ -80,7 +92,7 @@ class ResumeHint(L.Callback):
         self.run = Path(run)
 
     def on_exception(self, trainer: L.Trainer, task: L.LightningModule, exception: BaseException) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or isinstance(exception, OptikError):  # ours explain themselves
             return
         last = self.run / "checkpoints" / "last.ckpt"
         where = f"the last completed epoch is saved in {last}" if last.is_file() else "no epoch had completed yet"

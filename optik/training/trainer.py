@@ -11,9 +11,9 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from optik.core.config import TrainConfig
-from optik.core.errors import CheckpointError
 from optik.models.classifier import Classifier
-from optik.training.callbacks import ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras
+from optik.training.callbacks import (ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras,
+                                      safe_load_checkpoint)
 from optik.training.datamodule import TensorDataModule
 from optik.training.task import ClassificationTask
 
@@ -38,6 +38,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
                   "lightning.fabric.utilities.seed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # resuming
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
     return L.Trainer(
         default_root_dir=run,
@@ -77,9 +78,6 @@ def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: 
 
 def load_task_weights(model: Classifier, ckpt: Path) -> None:
     """Load the ``model.*`` weights of a Lightning checkpoint (read with ``weights_only=True``)."""
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as e:  # noqa: BLE001 - any failure to read is reported the same way
-        raise CheckpointError(f"cannot read checkpoint {ckpt} safely: {e}") from None
+    state = safe_load_checkpoint(ckpt)["state_dict"]
     state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     model.load_state_dict(state)
