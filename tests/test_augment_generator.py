@@ -1,0 +1,121 @@
+"""The ImageDataGenerator vocabulary: every op and fill mode against SciPy, flips exact, replayable."""
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from optik.augment.generator import AugmentConfig, apply, augment, sample_params
+from optik.core.errors import ConfigError
+from optik.core.seed import generator
+
+SCIPY_MODE = {"nearest": "nearest", "reflect": "reflect", "wrap": "grid-wrap", "constant": "grid-constant"}
+H, W = 23, 31
+
+
+def identity(n=1, **over):
+    p = {"angle": 0.0, "dy": 0.0, "dx": 0.0, "shear": 0.0, "zy": 1.0, "zx": 1.0, "flip_h": False,
+         "flip_v": False, "brightness": 1.0, "channel_shift": 0.0}
+    p.update(over)
+    return {k: torch.tensor([v] * n) for k, v in p.items()}
+
+
+@pytest.fixture
+def img():
+    return np.random.default_rng(0).random((H, W)).astype(np.float32)
+
+
+def run(img, params, **cfg):
+    x = torch.from_numpy(img)[None, None]
+    return apply(x, params, AugmentConfig(**cfg))[0, 0].numpy()
+
+
+def centre(a, m=6):
+    return a[m:-m, m:-m]
+
+
+@pytest.mark.parametrize("mode", list(SCIPY_MODE))
+def test_rotation_against_scipy_every_fill_mode(img, mode):
+    out = run(img, identity(angle=30.0), fill_mode=mode, cval=0.25)
+    ref = ndimage.rotate(img, 30.0, reshape=False, order=1, mode=SCIPY_MODE[mode], cval=0.25)
+    assert np.abs(out - ref).mean() <= 0.5 / 255 and np.abs(out - ref).max() < 1e-4  # whole image, borders too
+
+
+@pytest.mark.parametrize("mode", list(SCIPY_MODE))
+def test_shift_against_scipy_every_fill_mode(img, mode):
+    out = run(img, identity(dy=3.0, dx=-5.5), fill_mode=mode, cval=0.7)
+    ref = ndimage.shift(img, (3.0, -5.5), order=1, mode=SCIPY_MODE[mode], cval=0.7)
+    assert np.abs(out - ref).max() < 1e-4
+    if mode == "wrap":  # period n: the rows shifted out at the bottom come back at the top
+        np.testing.assert_allclose(run(img, identity(dy=3.0), fill_mode="wrap")[:3], img[-3:], atol=1e-5)
+    if mode == "constant":
+        assert np.allclose(run(img, identity(dy=3.0), fill_mode="constant", cval=0.7)[:3], 0.7)
+
+
+@pytest.mark.parametrize("zy,zx", [(0.8, 0.8), (1.25, 0.9)])
+def test_zoom_has_keras_meaning_against_scipy(img, zy, zx):
+    """Keras: the factor scales the sampled field of view (input = z * (output - c) + c): < 1 zooms in."""
+    out = run(img, identity(zy=zy, zx=zx), fill_mode="reflect")
+    c = (np.array(img.shape) - 1) / 2
+    z = np.diag([zy, zx])
+    ref = ndimage.affine_transform(img, z, offset=c - z @ c, order=1, mode="reflect")
+    assert np.abs(out - ref).max() < 1e-4
+
+
+def test_shear_tilts_vertical_lines_counter_clockwise():
+    a = np.zeros((41, 41), dtype=np.float32)
+    a[:, 20] = 1.0  # a vertical line through the centre
+    out = run(a, identity(shear=20.0), fill_mode="constant")
+    for r in (5, 10, 30, 35):
+        expected = 20 + (r - 20) * np.tan(np.deg2rad(20.0))  # top to the left, bottom to the right
+        got = (out[r] * np.arange(41)).sum() / out[r].sum()
+        assert abs(got - expected) < 0.5
+    assert np.allclose(run(a.T.copy(), identity(shear=20.0), fill_mode="constant")[20], a.T[20], atol=1e-5)
+
+
+def test_rotation_is_counter_clockwise_on_screen():
+    a = np.zeros((9, 9), dtype=np.float32)
+    a[4, 7] = 1.0  # right of the centre
+    out = run(a, identity(angle=90.0), fill_mode="constant")
+    assert np.unravel_index(out.argmax(), out.shape) == (1, 4)  # now above it
+
+
+def test_flips_exact_and_photometric(img):
+    x = torch.from_numpy(np.stack([img, img[::-1].copy()]))[:, None]
+    p = identity(2, brightness=1.5, channel_shift=0.1)
+    p["flip_h"] = torch.tensor([True, False])
+    p["flip_v"] = torch.tensor([False, True])
+    cfg = AugmentConfig(horizontal_flip=True, vertical_flip=True, brightness_range=(1.5, 1.5),
+                        channel_shift_range=0.1, rescale=0.5)
+    out = apply(x, p, cfg).numpy()
+    shifted0 = np.clip(img[:, ::-1] + 0.1, img.min(), img.max())
+    np.testing.assert_allclose(out[0, 0], shifted0 * 1.5 * 0.5, atol=1e-6)
+    np.testing.assert_allclose(out[1, 0], np.clip(img + 0.1, img.min(), img.max()) * 1.5 * 0.5, atol=1e-6)
+
+
+def test_shift_ranges_keras_meaning():
+    g = generator(0, "shift")
+    frac = sample_params(AugmentConfig(width_shift_range=0.2), 2000, (10, 50), generator=g)["dx"]
+    assert frac.abs().max() <= 10 and frac.abs().max() > 9  # 0.2 of 50 px
+    px = sample_params(AugmentConfig(height_shift_range=3), 2000, (10, 50), generator=g)["dy"]
+    assert px.abs().max() <= 3 and px.abs().max() > 2.9  # >= 1 means pixels
+    choice = sample_params(AugmentConfig(width_shift_range=[-4, 0, 4]), 500, (10, 50), generator=g)["dx"]
+    assert set(choice.tolist()) == {-4.0, 0.0, 4.0}
+
+
+def test_seeded_replayable_and_probability():
+    cfg = AugmentConfig(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=20,
+                        zoom_range=0.2, horizontal_flip=True, brightness_range=(0.8, 1.2), fill_mode="wrap")
+    x = torch.rand(16, 3, 32, 32)
+    a, pa = augment(x, cfg, generator=generator(3, "aug"))
+    b, _ = augment(x, cfg, generator=generator(3, "aug"))
+    assert torch.equal(a, b) and torch.equal(apply(x, pa, cfg), a)
+    never = AugmentConfig(rotation_range=40, zoom_range=0.2, p=0.0)
+    out, params = augment(x, never, generator=generator(3, "aug"))
+    assert torch.equal(out, x) and (params["angle"] == 0).all()
+
+
+def test_bad_knobs():
+    with pytest.raises(ConfigError, match="fill_mode"):
+        AugmentConfig(fill_mode="mirror")
+    with pytest.raises(ConfigError, match="zoom_range"):
+        AugmentConfig(zoom_range=(1.2, 0.8))
