@@ -119,3 +119,20 @@ def test_bad_knobs():
         AugmentConfig(fill_mode="mirror")
     with pytest.raises(ConfigError, match="zoom_range"):
         AugmentConfig(zoom_range=(1.2, 0.8))
+
+
+@pytest.mark.parametrize("mode", list(SCIPY_MODE))
+def test_keras_compat_reproduces_keras_image_data_generator(img, mode, monkeypatch):
+    """keras_compat=True equals Keras 3's ImageDataGenerator.apply_transform, swapped shifts and all."""
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    image = pytest.importorskip("keras.src.legacy.preprocessing.image")
+    keras_params = {"theta": 25.0, "tx": 3.0, "ty": -4.5, "shear": 12.0, "zx": 0.9, "zy": 1.2}
+    ref = image.ImageDataGenerator(fill_mode=mode, cval=0.3).apply_transform(img[..., None], keras_params)[..., 0]
+    ours = identity(angle=25.0, dy=3.0, dx=-4.5, shear=12.0, zx=0.9, zy=1.2)
+    out = run(img, ours, fill_mode=mode, cval=0.3, keras_compat=True)
+    assert np.abs(out - ref).max() < 1e-4
+    # and the difference Keras' swap makes: its "height" shift moves the image sideways
+    only_tx = image.ImageDataGenerator(fill_mode="constant").apply_transform(img[..., None], {"tx": 3.0})[..., 0]
+    np.testing.assert_allclose(only_tx[:, :-3], img[:, 3:], atol=1e-5)
+    fixed = run(img, identity(dy=3.0), fill_mode="constant")
+    np.testing.assert_allclose(fixed[3:], img[:-3], atol=1e-5)  # optik: a height shift moves it down

@@ -12,8 +12,11 @@ one ``grid_sample`` pass over the whole batch, with all four Keras fill modes:
 - ``constant``: ``cval`` outside. ``grid_sample`` pads with zeros only; bilinear sampling is linear, so
   sampling ``x - cval`` with zeros and adding ``cval`` back is sampling ``x`` with ``cval`` padding.
 
-Work in progress for issue #3: ``keras_compat`` (reproducing Keras' swapped shift axes and period-n-1 wrap),
-presets, the preview grid and `optik train` integration are not built yet.
+``keras_compat=True`` reproduces Keras 3's ``ImageDataGenerator`` geometry exactly, bugs included: its shifts
+act on swapped axes (``height_shift_range``, scaled by the height, moves the image sideways) and its ``wrap``
+has period ``n - 1``. By default optik does what the knobs say.
+
+Work in progress for issue #3: presets, the preview grid and `optik train` integration are not built yet.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ class AugmentConfig:
         rescale: multiply every pixel by this at the end (e.g. 1/255 for 0..255 input); None = no change.
         fill_mode: nearest | reflect | wrap | constant; ``cval`` the constant.
         p: probability that each geometric op (rotation, shift, shear, zoom) is applied to an image.
+        keras_compat: reproduce Keras' geometry bugs (swapped shift axes, period ``n - 1`` wrap).
     """
 
     rotation_range: float = 0.0
@@ -63,6 +67,7 @@ class AugmentConfig:
     fill_mode: str = "nearest"
     cval: float = 0.0
     p: float = 1.0
+    keras_compat: bool = False
 
     def __post_init__(self) -> None:
         if self.fill_mode not in FILL_MODES:
@@ -152,20 +157,62 @@ def matrices(params: dict, size: tuple[int, int]) -> torch.Tensor:
     return torch.cat([inverse, offset.unsqueeze(2)], dim=2)
 
 
-def _sample(x: torch.Tensor, m: torch.Tensor, fill_mode: str, cval: float) -> torch.Tensor:
-    """Bilinear sampling of ``x`` at ``m @ (row, col, 1)`` for every output pixel, with the fill mode."""
+def keras_matrices(params: dict, size: tuple[int, int]) -> torch.Tensor:
+    """The matrices Keras 3's ``apply_affine_transform`` passes to SciPy, for the same parameters.
+
+    Keras builds ``R @ T @ Shear @ Zoom`` with ``T = [[1, 0, tx], [0, 1, ty]]``, centres it with ``(h, w)``, then
+    swaps the two axes (``P M P``). Here ``tx = params["dy"]`` (drawn from ``height_shift_range``) and
+    ``ty = params["dx"]``, so after the swap the "height" shift moves the image sideways, as in Keras.
+    """
+    h, w = size
+    a, s = torch.deg2rad(params["angle"].double()), torch.deg2rad(params["shear"].double())
+    n = len(a)
+    one, zero = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+
+    def mat(*rows):
+        return torch.stack([torch.stack(r, 1) for r in rows], 1)  # N x 3 x 3
+
+    rot = mat((torch.cos(a), -torch.sin(a), zero), (torch.sin(a), torch.cos(a), zero), (zero, zero, one))
+    shift = mat((one, zero, params["dy"].double()), (zero, one, params["dx"].double()), (zero, zero, one))
+    shear = mat((one, -torch.sin(s), zero), (zero, torch.cos(s), zero), (zero, zero, one))
+    zoom = mat((params["zx"].double(), zero, zero), (zero, params["zy"].double(), zero), (zero, zero, one))
+    ox, oy = h / 2 - 0.5, w / 2 - 0.5
+    offset = torch.tensor([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=torch.float64)
+    reset = torch.tensor([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=torch.float64)
+    m = offset @ (rot @ shift @ shear @ zoom) @ reset
+    m = m[:, :, [1, 0, 2]][:, [1, 0, 2], :]  # Keras' swap of the two axes (channels-last images)
+    return m[:, :2, :]
+
+
+def _sample(x: torch.Tensor, m: torch.Tensor, fill_mode: str, cval: float, *, legacy_scipy: bool = False
+            ) -> torch.Tensor:
+    """Bilinear sampling of ``x`` at ``m @ (row, col, 1)`` for every output pixel, with the fill mode.
+
+    ``legacy_scipy`` copies SciPy's older modes that Keras uses: ``wrap`` with period ``n - 1``, and
+    ``constant`` that returns ``cval`` for any source point outside ``[0, n - 1]`` instead of interpolating.
+    """
     n, c, h, w = x.shape
     rows = torch.arange(h, dtype=torch.float64)
     cols = torch.arange(w, dtype=torch.float64)
     grid_rc = torch.stack(torch.meshgrid(rows, cols, indexing="ij") + (torch.ones(h, w, dtype=torch.float64),), -1)
     src = torch.einsum("nij,hwj->nhwi", m, grid_rc)  # N x H x W x (row, col) in input pixels
     pad_mode = {"nearest": "border", "reflect": "reflection", "constant": "zeros", "wrap": "border"}[fill_mode]
-    if fill_mode == "wrap":
+    outside = None
+    if fill_mode == "constant" and legacy_scipy:
+        outside = ((src[..., 0] < 0) | (src[..., 0] > h - 1) | (src[..., 1] < 0) | (src[..., 1] > w - 1))
+        pad_mode = "border"
+    if fill_mode == "wrap" and legacy_scipy:
+        # SciPy's legacy "wrap" (what Keras uses): period n - 1, neighbours always inside the image
+        src = torch.stack([torch.remainder(src[..., 0], h - 1), torch.remainder(src[..., 1], w - 1)], -1)
+    elif fill_mode == "wrap":
         src = torch.stack([torch.remainder(src[..., 0], h), torch.remainder(src[..., 1], w)], -1) + 1
         x, (h, w) = F.pad(x, (1, 1, 1, 1), mode="circular"), (h + 2, w + 2)
     # pixel centres -> grid_sample's normalized coordinates (align_corners=False): (2p + 1) / n - 1
     grid = torch.stack([(2 * src[..., 1] + 1) / w - 1, (2 * src[..., 0] + 1) / h - 1], -1)
     grid = grid.to(device=x.device, dtype=x.dtype)
+    if outside is not None:
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.masked_fill(outside.to(x.device).unsqueeze(1), cval)
     if fill_mode == "constant" and cval != 0:
         return F.grid_sample(x - cval, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + cval
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=pad_mode, align_corners=False)
@@ -176,7 +223,9 @@ def apply(x: torch.Tensor, params: dict, cfg: AugmentConfig) -> torch.Tensor:
     n, _, h, w = x.shape
     geometric = any(float(params[k].abs().max()) > 0 for k in ("angle", "dy", "dx", "shear")) or \
         any(float((params[k] - 1).abs().max()) > 0 for k in ("zy", "zx"))
-    if geometric:
+    if geometric and cfg.keras_compat:
+        x = _sample(x, keras_matrices(params, (h, w)), cfg.fill_mode, cfg.cval, legacy_scipy=True)
+    elif geometric:
         x = _sample(x, matrices(params, (h, w)), cfg.fill_mode, cfg.cval)
     dev = x.device
     if params["flip_h"].any():
@@ -200,4 +249,4 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Generator) 
     return apply(x, params, cfg), params
 
 
-__all__ = ["AugmentConfig", "FILL_MODES", "apply", "augment", "matrices", "sample_params"]
+__all__ = ["AugmentConfig", "FILL_MODES", "apply", "augment", "keras_matrices", "matrices", "sample_params"]
