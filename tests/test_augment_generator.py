@@ -136,3 +136,16 @@ def test_keras_compat_reproduces_keras_image_data_generator(img, mode, monkeypat
     np.testing.assert_allclose(only_tx[:, :-3], img[:, 3:], atol=1e-5)
     fixed = run(img, identity(dy=3.0), fill_mode="constant")
     np.testing.assert_allclose(fixed[3:], img[:-3], atol=1e-5)  # optik: a height shift moves it down
+
+
+def test_flips_folded_into_geometry_and_input_untouched(img):
+    x = torch.from_numpy(img)[None, None].repeat(2, 1, 1, 1)
+    before = x.clone()
+    p = identity(2, angle=30.0)
+    p["flip_h"] = torch.tensor([True, False])
+    p["flip_v"] = torch.tensor([False, True])
+    out = apply(x, p, AugmentConfig(fill_mode="reflect", brightness_range=(1, 1))).numpy()
+    rotated = ndimage.rotate(img, 30.0, reshape=False, order=1, mode="reflect")
+    assert np.abs(out[0, 0] - rotated[:, ::-1]).max() < 1e-4
+    assert np.abs(out[1, 0] - rotated[::-1]).max() < 1e-4
+    assert torch.equal(x, before)

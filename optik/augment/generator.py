@@ -184,62 +184,86 @@ def keras_matrices(params: dict, size: tuple[int, int]) -> torch.Tensor:
     return m[:, :2, :]
 
 
+def _with_flips(m: torch.Tensor, params: dict, size: tuple[int, int]) -> torch.Tensor:
+    """Fold the flips into the matrices: a flipped output pixel samples where its mirror image would."""
+    h, w = size
+    m = m.clone()
+    for key, axis, n in (("flip_v", 0, h), ("flip_h", 1, w)):
+        f = params[key].bool()
+        if f.any():  # (r, c) -> (n - 1 - r, c) or (r, n - 1 - c) before m
+            m[f, :, 2] += m[f, :, axis] * (n - 1)
+            m[f, :, axis] = -m[f, :, axis]
+    return m
+
+
 def _sample(x: torch.Tensor, m: torch.Tensor, fill_mode: str, cval: float, *, legacy_scipy: bool = False
             ) -> torch.Tensor:
     """Bilinear sampling of ``x`` at ``m @ (row, col, 1)`` for every output pixel, with the fill mode.
 
-    ``legacy_scipy`` copies SciPy's older modes that Keras uses: ``wrap`` with period ``n - 1``, and
-    ``constant`` that returns ``cval`` for any source point outside ``[0, n - 1]`` instead of interpolating.
+    The grid is built separably (``a * row + (b * col + c)`` per coordinate): ``F.affine_grid`` costs twice
+    ``grid_sample`` itself on the CPU. ``legacy_scipy`` copies SciPy's older modes that Keras uses: ``wrap``
+    with period ``n - 1``, and ``constant`` returning ``cval`` for any source point outside ``[0, n - 1]``.
     """
     n, c, h, w = x.shape
-    rows = torch.arange(h, dtype=torch.float64)
-    cols = torch.arange(w, dtype=torch.float64)
-    grid_rc = torch.stack(torch.meshgrid(rows, cols, indexing="ij") + (torch.ones(h, w, dtype=torch.float64),), -1)
-    src = torch.einsum("nij,hwj->nhwi", m, grid_rc)  # N x H x W x (row, col) in input pixels
-    pad_mode = {"nearest": "border", "reflect": "reflection", "constant": "zeros", "wrap": "border"}[fill_mode]
-    outside = None
-    if fill_mode == "constant" and legacy_scipy:
-        outside = ((src[..., 0] < 0) | (src[..., 0] > h - 1) | (src[..., 1] < 0) | (src[..., 1] > w - 1))
-        pad_mode = "border"
-    if fill_mode == "wrap" and legacy_scipy:
-        # SciPy's legacy "wrap" (what Keras uses): period n - 1, neighbours always inside the image
-        src = torch.stack([torch.remainder(src[..., 0], h - 1), torch.remainder(src[..., 1], w - 1)], -1)
-    elif fill_mode == "wrap":
-        src = torch.stack([torch.remainder(src[..., 0], h), torch.remainder(src[..., 1], w)], -1) + 1
-        x, (h, w) = F.pad(x, (1, 1, 1, 1), mode="circular"), (h + 2, w + 2)
-    # pixel centres -> grid_sample's normalized coordinates (align_corners=False): (2p + 1) / n - 1
-    grid = torch.stack([(2 * src[..., 1] + 1) / w - 1, (2 * src[..., 0] + 1) / h - 1], -1)
-    grid = grid.to(device=x.device, dtype=x.dtype)
-    if outside is not None:
+    m = m.to(device=x.device, dtype=torch.float64)
+    rows = torch.arange(h, device=x.device, dtype=torch.float64).view(1, h, 1)
+    cols = torch.arange(w, device=x.device, dtype=torch.float64).view(1, 1, w)
+    wrap = fill_mode == "wrap"
+    legacy_constant = fill_mode == "constant" and legacy_scipy
+    if wrap or legacy_constant:  # these need source coordinates in pixels
+        src_r = (m[:, 0, 0].view(n, 1, 1) * rows + (m[:, 0, 1].view(n, 1, 1) * cols + m[:, 0, 2].view(n, 1, 1)))
+        src_c = (m[:, 1, 0].view(n, 1, 1) * rows + (m[:, 1, 1].view(n, 1, 1) * cols + m[:, 1, 2].view(n, 1, 1)))
+        outside = None
+        if legacy_constant:
+            outside = (src_r < 0) | (src_r > h - 1) | (src_c < 0) | (src_c > w - 1)
+        elif legacy_scipy:  # SciPy's legacy wrap: period n - 1, neighbours always inside the image
+            src_r, src_c = torch.remainder(src_r, h - 1), torch.remainder(src_c, w - 1)
+        else:  # period n: take coordinates modulo n and pad one pixel circularly for the seam's neighbours
+            src_r, src_c = torch.remainder(src_r, h) + 1, torch.remainder(src_c, w) + 1
+            x, (h, w) = F.pad(x, (1, 1, 1, 1), mode="circular"), (h + 2, w + 2)
+        # pixel centres -> grid_sample's normalized coordinates (align_corners=False): (2p + 1) / n - 1
+        grid = torch.stack([(2 * src_c + 1) / w - 1, (2 * src_r + 1) / h - 1], -1).to(x.dtype)
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.masked_fill(outside.to(x.device).unsqueeze(1), cval)
-    if fill_mode == "constant" and cval != 0:
-        return F.grid_sample(x - cval, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + cval
+        return out if outside is None else out.masked_fill_(outside.unsqueeze(1), cval)
+    # normalized coordinates straight from output pixel indices: g = A * row + B * col + C
+    grid = torch.empty(n, h, w, 2, device=x.device, dtype=x.dtype)
+    for k, (i, size) in enumerate(((1, w), (0, h))):  # grid[..., 0] is x (columns), grid[..., 1] is y (rows)
+        a, b, c0 = (2 * m[:, i, 0] / size), (2 * m[:, i, 1] / size), ((2 * m[:, i, 2] + 1) / size - 1)
+        grid[..., k] = (a.view(n, 1, 1) * rows).to(x.dtype) + (b.view(n, 1, 1) * cols + c0.view(n, 1, 1)).to(x.dtype)
+    pad_mode = {"nearest": "border", "reflect": "reflection", "constant": "zeros"}[fill_mode]
+    if fill_mode == "constant" and cval != 0:  # bilinear is linear: sample(x - cval) with zeros, + cval
+        return F.grid_sample(x - cval, grid, mode="bilinear", padding_mode="zeros", align_corners=False).add_(cval)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=pad_mode, align_corners=False)
 
 
 def apply(x: torch.Tensor, params: dict, cfg: AugmentConfig) -> torch.Tensor:
-    """Apply sampled ``params`` to a batch ``N x C x H x W`` (float, any range; ``rescale`` comes last)."""
+    """Apply sampled ``params`` to a batch ``N x C x H x W`` (float, any range; ``rescale`` comes last).
+
+    One sampling pass for the whole geometry (flips folded into the matrices), then at most two
+    elementwise passes (channel shift; brightness times rescale).
+    """
     n, _, h, w = x.shape
-    geometric = any(float(params[k].abs().max()) > 0 for k in ("angle", "dy", "dx", "shear")) or \
-        any(float((params[k] - 1).abs().max()) > 0 for k in ("zy", "zx"))
-    if geometric and cfg.keras_compat:
-        x = _sample(x, keras_matrices(params, (h, w)), cfg.fill_mode, cfg.cval, legacy_scipy=True)
-    elif geometric:
-        x = _sample(x, matrices(params, (h, w)), cfg.fill_mode, cfg.cval)
     dev = x.device
-    if params["flip_h"].any():
-        x = torch.where(params["flip_h"].to(dev).view(n, 1, 1, 1), x.flip(3), x)
-    if params["flip_v"].any():
-        x = torch.where(params["flip_v"].to(dev).view(n, 1, 1, 1), x.flip(2), x)
+    geometric = any(bool(params[k].abs().max() > 0) for k in ("angle", "dy", "dx", "shear")) or \
+        any(bool((params[k] - 1).abs().max() > 0) for k in ("zy", "zx"))
+    if geometric:
+        m = keras_matrices(params, (h, w)) if cfg.keras_compat else matrices(params, (h, w))
+        x = _sample(x, _with_flips(m, params, (h, w)), cfg.fill_mode, cfg.cval, legacy_scipy=cfg.keras_compat)
+    else:  # flips alone stay exact
+        if params["flip_h"].any():
+            x = torch.where(params["flip_h"].to(dev).view(n, 1, 1, 1), x.flip(3), x)
+        if params["flip_v"].any():
+            x = torch.where(params["flip_v"].to(dev).view(n, 1, 1, 1), x.flip(2), x)
     if cfg.channel_shift_range:
         lo = x.amin(dim=(1, 2, 3), keepdim=True)
         hi = x.amax(dim=(1, 2, 3), keepdim=True)
         x = torch.maximum(torch.minimum(x + params["channel_shift"].to(dev, x.dtype).view(n, 1, 1, 1), hi), lo)
-    if cfg.brightness_range is not None:
-        x = x * params["brightness"].to(dev, x.dtype).view(n, 1, 1, 1)
+    scale = params["brightness"] if cfg.brightness_range is not None else None
     if cfg.rescale is not None:
-        x = x * cfg.rescale
+        scale = (scale if scale is not None else torch.ones(n)) * cfg.rescale
+    if scale is not None:
+        scale = scale.to(dev, x.dtype).view(n, 1, 1, 1)
+        x = x.mul_(scale) if geometric or cfg.channel_shift_range else x * scale  # never write into the input
     return x
 
 
