@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from optik.api import _channel_stats
-from optik.augment import random_affine
+from optik.augment import augment
 from optik.core.config import TrainConfig
 from optik.core.seed import generator
 from optik.data import TensorBatches, load_dataset, split_dataset
@@ -49,13 +49,14 @@ def bare_loop(cfg: TrainConfig, ds, splits) -> float:
                           momentum=cfg.momentum, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(train),
                                                 pct_start=cfg.warmup_fraction)
+    augmentation = cfg.augmentation()
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
         train.set_epoch(epoch)
         g = generator(cfg.seed, "augment", epoch, 0)
         for x, y in train:
-            x = random_affine(x, rotation_deg=cfg.rotation_deg, zoom=cfg.zoom, shift_px=cfg.shift_px, generator=g)
+            x = augment(x, augmentation, generator=g)[0].clamp_(0, 1)
             loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y,
                                    label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)

@@ -8,7 +8,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence, get_args
+from typing import Sequence
 
 from optik.core.config import TrainConfig
 from optik.core.errors import OptikError
@@ -21,18 +21,17 @@ def _console():
 
 
 # ------------------------------------------------------------------------------------------------ train flags
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
     """One flag per TrainConfig field (``--batch-size``), defaulting to 'not given' so YAML values survive."""
     for f in dataclasses.fields(TrainConfig):
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
-        typ = next((a for a in get_args(f.type) if a is not type(None)), f.type) if get_args(f.type) else f.type
-        typ = {"int": int, "float": float, "str": str, "bool": bool, "int | None": int}.get(str(typ), typ)
         help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if typ is bool or f.type in ("bool", bool):
+        if str(f.type).startswith("bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            p.add_argument(flag, type=typ if callable(typ) else str, default=None, metavar=f.name.upper(),
-                           help=help_)
+        else:  # values stay strings here; the config schema converts and checks them
+            p.add_argument(flag, default=None, metavar=f.name.upper(), help=help_)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -111,6 +110,19 @@ def cmd_predict(args) -> None:
             con.print(f"{r['path']}: {tops}")
 
 
+def cmd_augment_preview(args) -> None:
+    from optik.augment.generator import AugmentConfig
+    from optik.augment.presets import KNOBS, make_augment
+    from optik.augment.preview import save_preview
+    from optik.core.config import TrainConfig, from_dict
+
+    knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}
+    values = from_dict(TrainConfig, {"augment": args.augment or "default", **knobs}, source="arguments")
+    cfg = make_augment(values.augment, **{k: getattr(values, k) for k in KNOBS})
+    out = save_preview(args.image, cfg or AugmentConfig(), args.out, seed=args.seed)
+    print(f"preview written to {out}")
+
+
 def cmd_demo(args) -> None:
     from optik.demo import run_demo
 
@@ -157,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_datasets)
 
+    from optik.augment.presets import KNOBS
     from optik.models.cnn import __doc__ as spec_doc
 
     s = sub.add_parser("models", help="list models that can be built", description=spec_doc,
@@ -190,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=3)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("augment", help="augmentation tools")
+    aug = s.add_subparsers(dest="augment_command", required=True, metavar="SUBCOMMAND")
+    s = aug.add_parser("preview", help="a grid of one image under every knob and under your settings")
+    s.add_argument("image")
+    s.add_argument("--out", default="augment_preview.png", help="PNG to write")
+    s.add_argument("--seed", type=int, default=0)
+    _add_config_flags(s, only=("augment", *KNOBS))
+    s.set_defaults(func=cmd_augment_preview)
 
     s = sub.add_parser("demo", help="train, evaluate and predict on built-in mnist5k in a few minutes")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")

@@ -149,3 +149,16 @@ def test_flips_folded_into_geometry_and_input_untouched(img):
     assert np.abs(out[0, 0] - rotated[:, ::-1]).max() < 1e-4
     assert np.abs(out[1, 0] - rotated[::-1]).max() < 1e-4
     assert torch.equal(x, before)
+
+
+def test_presets_and_train_knobs():
+    from optik import make_config
+
+    assert make_config(augment="none").augmentation() is None
+    cfg = make_config(augment="natural", brightness_range="0.8,1.2", horizontal_flip=False).augmentation()
+    assert cfg.brightness_range == [0.8, 1.2] and cfg.horizontal_flip is False and cfg.fill_mode == "reflect"
+    assert make_config().augmentation().rotation_range == 10  # the default preset
+    with pytest.raises(ConfigError, match="augment: expected a preset"):
+        make_config(augment="heavy")
+    with pytest.raises(ConfigError, match="fill_mode"):
+        make_config(fill_mode="mirror")

@@ -73,3 +73,14 @@ def test_unknown_config_key(tmp_path):
     cfg.write_text("epochs: 2\nlearning_rate: 0.1\n")
     out = run_optik("train", "--config", cfg, check=False)
     assert out.returncode == 2 and "unknown key 'learning_rate'" in out.stderr
+
+
+def test_augment_preview_writes_a_grid(tmp_path):
+    from skimage import data
+
+    Image.fromarray(data.astronaut()[::8, ::8]).save(tmp_path / "astro.png")
+    out = run_optik("augment", "preview", tmp_path / "astro.png", "--augment", "keras-classic",
+                    "--fill-mode", "wrap", "--out", tmp_path / "grid.png")
+    assert "preview written" in out.stdout
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape[0] > 1000 and grid.shape[1] > 800  # ten rows of pictures

@@ -1,5 +1,5 @@
-"""Batched augmentation on whole tensors (CPU or GPU); parameters are sampled from an explicit generator."""
-from optik.augment.affine import affine_matrices, random_affine
-from optik.augment.shift import random_shift, shift
+"""Batched augmentation with the ImageDataGenerator vocabulary; parameters drawn from an explicit generator."""
+from optik.augment.generator import FILL_MODES, AugmentConfig, apply, augment, sample_params
+from optik.augment.presets import PRESETS, make_augment
 
-__all__ = ["affine_matrices", "random_affine", "random_shift", "shift"]
+__all__ = ["FILL_MODES", "PRESETS", "AugmentConfig", "apply", "augment", "make_augment", "sample_params"]

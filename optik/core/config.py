@@ -24,8 +24,8 @@ def _field(default: Any, help: str) -> Any:
 class TrainConfig:
     """Everything `optik train` needs; saved resolved into the run's ``config.yaml``.
 
-    Units live in names: ``lr`` is the peak learning rate, ``shift_px`` the largest random shift in pixels,
-    ``rotation_deg`` the largest random rotation in degrees.
+    Units live in names (``lr`` is the peak learning rate); the augmentation knobs keep Keras'
+    ImageDataGenerator names and meanings (``rotation_range`` in degrees, shifts as fractions or pixels).
     """
 
     data: str = _field("mnist5k", "a dataset name (`optik datasets`) or a folder / CSV manifest path")
@@ -39,9 +39,19 @@ class TrainConfig:
     schedule: str = _field("onecycle", "onecycle | cosine | constant")
     warmup_fraction: float = _field(0.25, "onecycle: share of steps spent warming up")
     label_smoothing: float = _field(0.1, "cross-entropy label smoothing")
-    shift_px: int = _field(2, "training augmentation: random translation up to this many pixels")
-    rotation_deg: float = _field(10.0, "training augmentation: random rotation within +-this many degrees")
-    zoom: float = _field(0.1, "training augmentation: random scale in [1 - zoom, 1 + zoom]")
+    augment: str = _field("default", "augmentation preset: none | default | natural | keras-classic")
+    rotation_range: float | None = _field(None, "augment: degrees, U(-r, r) (ImageDataGenerator meaning)")
+    width_shift_range: float | list | None = _field(None, "augment: fraction of width if < 1, else pixels")
+    height_shift_range: float | list | None = _field(None, "augment: fraction of height if < 1, else pixels")
+    shear_range: float | None = _field(None, "augment: shear angle in degrees")
+    zoom_range: float | list | None = _field(None, "augment: z -> [1-z, 1+z], or lo,hi")
+    brightness_range: list | None = _field(None, "augment: lo,hi multiplier")
+    channel_shift_range: float | None = _field(None, "augment: offset range, in [0, 1] pixel units")
+    horizontal_flip: bool | None = _field(None, "augment: flip left-right half the time")
+    vertical_flip: bool | None = _field(None, "augment: flip upside down half the time")
+    fill_mode: str | None = _field(None, "augment: nearest | reflect | wrap | constant")
+    cval: float | None = _field(None, "augment: the constant of fill_mode constant")
+    keras_compat: bool | None = _field(None, "augment: reproduce Keras' geometry quirks exactly")
     image_size: int | None = _field(None, "folder datasets: resize images to this square size")
     val_fraction: float = _field(0.1, "of the non-test images")
     test_fraction: float = _field(0.2, "for datasets without a fixed test split")
@@ -65,9 +75,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "weight_decay", "a value >= 0", self.weight_decay)
         _check(0 < self.warmup_fraction < 1, "warmup_fraction", "a value in (0, 1)", self.warmup_fraction)
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "a value in [0, 1)", self.label_smoothing)
-        _check(self.shift_px >= 0, "shift_px", "an integer >= 0", self.shift_px)
-        _check(0 <= self.rotation_deg <= 180, "rotation_deg", "degrees in [0, 180]", self.rotation_deg)
-        _check(0 <= self.zoom < 1, "zoom", "a value in [0, 1)", self.zoom)
+        self.augmentation()  # validates the preset and knobs now, not at the first training step
         _check(self.image_size is None or self.image_size >= 4, "image_size", "None or an integer >= 4",
                self.image_size)
         _check(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
@@ -82,6 +90,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def augmentation(self):
+        """The training augmentation: the preset with any knob given here on top (None: no augmentation)."""
+        from optik.augment.presets import KNOBS, make_augment
+
+        return make_augment(self.augment, **{k: getattr(self, k) for k in KNOBS})
 
 
 def _check(ok: bool, key: str, expected: str, got: object) -> None:
@@ -111,7 +125,14 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         if optional:
             return None
         raise ConfigError(f"config value {name} in {source}: expected a value, got null")
-    base = next((a for a in get_args(hint) if a is not type(None)), hint) if optional else hint
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if list in args and (isinstance(value, (list, tuple)) or (isinstance(value, str) and "," in value)):
+        items = value.split(",") if isinstance(value, str) else value
+        try:
+            return [float(v) for v in items]
+        except (TypeError, ValueError):
+            raise ConfigError(f"config value {name} in {source}: expected numbers, got {value!r}") from None
+    base = args[0] if args else hint
     if get_origin(base) is Literal:
         base = str
     try:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from optik.augment import random_affine
+from optik.augment.generator import augment
 from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import metrics_from_confusion
@@ -29,6 +29,7 @@ class ClassificationTask(L.LightningModule):
         self.val_metrics: dict | None = None  # the last validation report (reduced over all ranks)
         self._aug_generator: torch.Generator | None = None
         self._loss_sum, self._loss_count = torch.zeros(()), 0
+        self.augmentation = cfg.augmentation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -41,9 +42,8 @@ class ClassificationTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        cfg = self.cfg
-        x = random_affine(x, rotation_deg=cfg.rotation_deg, zoom=cfg.zoom, shift_px=cfg.shift_px,
-                          generator=self._aug_generator)
+        if self.augmentation is not None:  # training batches only; back into [0, 1] after brightness
+            x = augment(x, self.augmentation, generator=self._aug_generator)[0].clamp_(0, 1)
         logits = self.model(x.contiguous(memory_format=torch.channels_last))
         loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
         self._log_train_loss(loss)
