@@ -17,7 +17,7 @@ from optik.core.errors import OptikError
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)  # logs and pipes get wide tables
 
 
 # ------------------------------------------------------------------------------------------------ train flags
@@ -63,9 +63,25 @@ def cmd_datasets(args) -> None:
 
 def cmd_models(args) -> None:
     from optik.models import list_models
+    from optik.models.zoo import zoo_table
 
-    _print_rows(list_models(args.pattern), {"name": "name", "summary": "summary", "spec": "spec"},
-                title="models (or pass a CNN spec string; see `optik models --help`)", as_json=args.json)
+    cnns = [m for m in list_models(args.pattern) if m.get("family") != "zoo"]
+    zoo = zoo_table(args.pattern)
+    if args.json:
+        print(json.dumps({"cnn": cnns, "zoo": zoo}, indent=2))
+        return
+    if cnns:
+        _print_rows(cnns, {"name": "name", "summary": "summary", "spec": "spec"},
+                    title="CNNs (or pass a CNN spec string; see `optik models --help`)", as_json=False)
+    if zoo:
+        rows = [{**r, "params_m": r["params_m"] if r["params_m"] is not None else "-",
+                 "top": f"{r['keras_top1']} / {r['keras_top5']}",
+                 "pretrained": (f"{len(r['pretrained'])}: {r['pretrained'][0]}" if r["pretrained"]
+                                else r.get("note", "none"))} for r in zoo]
+        _print_rows(rows, {"keras": "Keras name", "timm": "timm", "params_m": "params (M)",
+                           "keras_params_m": "Keras params (M)", "keras_depth": "Keras depth",
+                           "input_size": "input", "top": "Keras top-1 / top-5 (%)", "pretrained": "timm weights"},
+                    title="model zoo (any other timm name works too)", as_json=False)
 
 
 def cmd_train(args) -> None:

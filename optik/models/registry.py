@@ -10,6 +10,7 @@ from optik.core.errors import ConfigError
 from optik.core.registry import Registry
 from optik.models.classifier import Classifier
 from optik.models.cnn import build_cnn, parse_spec
+from optik.models.zoo import build_timm, is_timm_model, register_zoo
 
 MODELS: Registry[nn.Module] = Registry("model")
 
@@ -59,6 +60,9 @@ for _name, (_spec, _summary) in CNN_SPECS.items():
     MODELS.add(_name, _spec_factory(_spec), summary=_summary, family="cnn", spec=_spec)
 
 
+register_zoo(MODELS)
+
+
 def list_models(pattern: str = "*", *, input_size: Sequence[int] = (28, 28)) -> list[dict]:
     """Registered models; a spec that depends on the input size is shown for ``input_size``."""
     rows = []
@@ -80,6 +84,8 @@ def resolve_arch(model: str, input_size: Sequence[int] = (28, 28)) -> dict:
         spec = entry.meta.get("spec")
         spec = spec(input_size) if callable(spec) else spec
         return {"name": entry.name, **({"spec": spec} if spec else {})}
+    if is_timm_model(model):  # any timm architecture by its timm name
+        return {"name": "timm", "timm": model}
     if "(" in model or " " in model.strip():
         parse_spec(model)  # validate now, with a clear message
         return {"name": "spec", "spec": model}
@@ -91,6 +97,8 @@ def build_network(arch: dict, *, in_channels: int, input_size: Sequence[int], nu
     size = tuple(int(s) for s in input_size)
     if arch.get("spec"):
         return build_cnn(arch["spec"], in_channels=in_channels, input_size=size, num_classes=num_classes)
+    if arch.get("name") == "timm":
+        return build_timm(arch["timm"], in_channels=in_channels, num_classes=num_classes)
     if arch.get("name") not in MODELS:
         raise ConfigError(f"model.json names architecture {arch.get('name')!r}, which this optik does not know")
     return MODELS.create(arch["name"], in_channels=in_channels, input_size=size, num_classes=num_classes)
