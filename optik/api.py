@@ -109,17 +109,19 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
         progress: show the Rich progress bar.
 
     Returns:
-        TrainResult with the run folder, the trained model (best validation weights) and the test metrics.
+        TrainResult with the run folder, the trained model (last epoch, or best validation epoch with
+        ``keep="best"``) and its test-split metrics.
     """
     worker = _is_worker_process()
     if resume is not None:
         run = require_run_dir(resume, "config.yaml")
         saved = load_yaml(run / "config.yaml")
-        changed = {k for k, v in overrides.items() if v is not None and saved["config"].get(k) != v}
+        before = make_config(saved["config"]).to_dict()
+        cfg = make_config(saved["config"], **overrides)  # flags arrive as strings: compare converted values
+        changed = {k for k, v in cfg.to_dict().items() if before[k] != v}
         if changed - RESUMABLE_OVERRIDES:
             raise ConfigError(f"cannot change {sorted(changed - RESUMABLE_OVERRIDES)} when resuming {str(run)!r}; "
                               f"only {sorted(RESUMABLE_OVERRIDES)} may differ. Start a new run instead")
-        cfg = make_config(saved["config"], **{k: overrides[k] for k in changed})
     else:
         cfg = make_config(config, **overrides)
     seed_everything(cfg.seed)
