@@ -130,6 +130,12 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     mean, std = _channel_stats(ds.images[splits["train"]])
     model = create_classifier(cfg.model, classes=ds.classes, in_channels=ds.channels, input_size=ds.image_size,
                               mean=mean, std=std)
+    if cfg.weights and resume is None:
+        from optik.models.transfer import load_backbone_weights
+
+        loaded = load_backbone_weights(model, cfg.weights)
+        log.info("weights from %s: %d tensors loaded, head dropped: %s", cfg.weights, len(loaded["loaded"]),
+                 ", ".join(loaded["dropped"]) or "none")
     if resume is None:
         if worker:
             if not (out or os.environ.get(RUN_DIR_ENV)):

@@ -172,3 +172,13 @@ def test_resume_refuses_a_checkpoint_that_is_not_plain_weights(small_run, tmp_pa
     with pytest.raises(CheckpointError, match="refusing to load checkpoint"):
         optik.train(resume=run, progress=False)
     assert not os.path.exists("/tmp/optik-pwned")
+
+
+def test_tiny_dataset_few_steps_trains(tmp_path):
+    """faces at batch 64: two steps an epoch; OneCycle's phases must still each get a step."""
+    result = optik.train(data="faces", model="cnn-small", epochs=2, batch_size=64, out=tmp_path / "tiny",
+                         progress=False)
+    assert result.metrics["n"] == 40
+    one = optik.train(data="faces", model="cnn-small", epochs=1, batch_size=200, out=tmp_path / "one",
+                      progress=False)
+    assert one.metrics["n"] == 40

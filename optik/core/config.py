@@ -39,6 +39,9 @@ class TrainConfig:
     schedule: str = _field("onecycle", "onecycle | cosine | constant")
     warmup_fraction: float = _field(0.25, "onecycle: share of steps spent warming up")
     label_smoothing: float = _field(0.1, "cross-entropy label smoothing")
+    weights: str | None = _field(None, "start from these weights: .safetensors / .pth file or optik run folder")
+    freeze: str = _field("none", "none | backbone (train the head only; backbone BatchNorm stays frozen)")
+    backbone_lr_scale: float = _field(1.0, "backbone learning rate = lr * this (discriminative LRs)")
     augment: str = _field("default", "augmentation preset: none | default | natural | keras-classic")
     rotation_range: float | None = _field(None, "augment: degrees, U(-r, r) (ImageDataGenerator meaning)")
     width_shift_range: float | list | None = _field(None, "augment: fraction of width if < 1, else pixels")
@@ -86,6 +89,8 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _check(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
         _check(self.keep in ("last", "best"), "keep", "last or best", self.keep)
+        _check(self.freeze in ("none", "backbone"), "freeze", "none or backbone", self.freeze)
+        _check(self.backbone_lr_scale > 0, "backbone_lr_scale", "a factor > 0", self.backbone_lr_scale)
         _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
 
     def to_dict(self) -> dict[str, Any]:

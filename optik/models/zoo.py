@@ -6,9 +6,9 @@ can compare. Parameter counts measured here differ from Keras' by counting conve
 BatchNorm moving statistics as parameters, timm/PyTorch keep them as buffers; some timm ports differ in conv
 biases or, for EfficientNet, Keras' built-in normalization layer).
 
-Work in progress for issue #3: pretrained weights (`--pretrained`, `--weights`), freezing and discriminative
-learning rates, and resizing inputs to the native size are not built yet; models train from random weights at
-the data's own size.
+Work in progress for issue #3: hub weights (`--pretrained`), gradual unfreezing and resizing inputs to the
+native size are not built yet. Local weights, a frozen backbone and discriminative learning rates are in
+:mod:`optik.models.transfer`.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import metrics_from_confusion
 from optik.models.classifier import Classifier
+from optik.models.transfer import freeze_backbone, head_module
 
 
 class ClassificationTask(L.LightningModule):
@@ -30,6 +31,7 @@ class ClassificationTask(L.LightningModule):
         self._aug_generator: torch.Generator | None = None
         self._loss_sum, self._loss_count = torch.zeros(()), 0
         self.augmentation = cfg.augmentation()
+        self._frozen_norms = freeze_backbone(model) if cfg.freeze == "backbone" else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -39,6 +41,10 @@ class ClassificationTask(L.LightningModule):
         torch.manual_seed(derive_seed(self.cfg.seed, "dropout", epoch, rank))
         self._aug_generator = generator(self.cfg.seed, "augment", epoch, rank)
         self.trainer.datamodule.set_epoch(epoch)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        for m in self._frozen_norms:  # Lightning switches everything to train mode each epoch; not these
+            m.eval()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -78,18 +84,24 @@ class ClassificationTask(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            (decay if p.ndim > 1 else no_decay).append(p)  # no weight decay on biases and BatchNorm
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        head_ids = {id(p) for p in head_module(self.model.net).parameters()}
+        groups = []
+        for is_head in (False, True):  # backbone at lr * backbone_lr_scale, head at lr
+            lr = cfg.lr if is_head else cfg.lr * cfg.backbone_lr_scale
+            params = [p for p in self.model.parameters() if p.requires_grad and (id(p) in head_ids) == is_head]
+            groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr": lr},
+                       {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]  # biases, BN
+        groups = [g for g in groups if g["params"]]
         if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+            opt = torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
         else:
-            opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+            opt = torch.optim.AdamW(groups, betas=(cfg.momentum, 0.999))
         total = cfg.epochs * self.steps_per_epoch
-        if cfg.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
-                                                        pct_start=cfg.warmup_fraction,
+        if cfg.schedule == "onecycle" and total >= 4:
+            # OneCycle divides by the length of each phase: each needs more than one step (tiny datasets)
+            pct = min(max(cfg.warmup_fraction, 1.5 / total), 1 - 1.5 / total)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=total,
+                                                        pct_start=pct,
                                                         cycle_momentum=cfg.optimizer == "sgd")
         elif cfg.schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)

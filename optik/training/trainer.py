@@ -20,7 +20,8 @@ from optik.training.task import ClassificationTask
 CHECKPOINTS = "checkpoints"
 
 
-def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool, extra_callbacks=()) -> L.Trainer:
+def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool, extra_callbacks=(),
+                  log_every: int = 10) -> L.Trainer:
     monitor = "val/acc" if has_val else None
     callbacks = [
         ModelCheckpoint(dirpath=run / CHECKPOINTS, filename="best", monitor=monitor, mode="max", save_last=True,
@@ -54,7 +55,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=10,
+        log_every_n_steps=log_every,
         deterministic=False,
     )
 
@@ -65,7 +66,9 @@ def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: 
     (``cfg.keep == "best"``; ties go to the earlier epoch)."""
     has_val = len(datamodule.splits.get("val", ())) > 0
     extra = [ShardRecorder(run / "shards", datamodule.splits["train"])] if cfg.log_shards else []
-    trainer = build_trainer(cfg, run, has_val=has_val, progress=progress, extra_callbacks=extra)
+    steps = datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes)  # small datasets log every epoch at least
+    trainer = build_trainer(cfg, run, has_val=has_val, progress=progress, extra_callbacks=extra,
+                            log_every=max(1, min(10, steps)))
     model = model.to(memory_format=torch.channels_last)
     task = ClassificationTask(model, cfg, steps_per_epoch=datamodule.steps_per_epoch(trainer.world_size))
     last = run / CHECKPOINTS / "last.ckpt"
