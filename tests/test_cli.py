@@ -11,8 +11,9 @@ from helpers import run_optik
 def test_lists():
     out = run_optik("datasets", "--json")
     assert "mnist5k" in {d["name"] for d in json.loads(out.stdout)}
-    out = run_optik("models", "--json")
-    assert "cnn" in {m["name"] for m in json.loads(out.stdout)}
+    models = json.loads(run_optik("models", "--json").stdout)
+    assert "cnn" in {m["name"] for m in models["cnn"]}
+    assert {"ResNet50V2", "EfficientNetB7", "NASNetMobile"} <= {m["keras"] for m in models["zoo"]}
 
 
 @pytest.fixture(scope="module")
