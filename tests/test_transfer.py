@@ -44,10 +44,14 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics(digits_run, tmp_
 
 def test_discriminative_learning_rates():
     model = create_classifier("cnn-small", classes=["a", "b"], in_channels=1, input_size=(16, 16))
-    groups = parameter_groups(model, lr=0.1, backbone_lr_scale=0.1)
-    assert [g["lr"] for g in groups] == [pytest.approx(0.01), 0.1]
+    groups = parameter_groups(model, lr=0.1, backbone_lr_scale=0.1, weight_decay=5e-4)
     head = {id(p) for p in model.net[-1].parameters()}
-    assert all(id(p) in head for p in groups[1]["params"]) and len(groups[1]["params"]) == 2
+    for g in groups:
+        in_head = [id(p) in head for p in g["params"]]
+        assert all(in_head) or not any(in_head)
+        assert g["lr"] == (0.1 if all(in_head) else pytest.approx(0.01))
+        assert g["weight_decay"] == (5e-4 if all(p.ndim > 1 for p in g["params"]) else 0.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
 def test_a_pickle_weights_file_is_refused(tmp_path):

@@ -26,6 +26,17 @@ def save_classifier(model: Classifier, folder: str | os.PathLike) -> Path:
     return folder
 
 
+def safe_torch_load(path: str | os.PathLike, *, map_location: str | torch.device = "cpu"):
+    """``torch.load(weights_only=True)``: tensors and plain containers only; anything else is refused, unrun."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError(zip): all mean "not loadable"
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain weights file ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+
+
 def load_classifier(folder: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Classifier:
     """Rebuild a Classifier from a run folder (or any folder with ``model.json`` + ``model.safetensors``)."""
     folder = Path(folder)

@@ -11,6 +11,7 @@ from torch import nn
 
 from optik.core.errors import CheckpointError
 from optik.models.classifier import Classifier
+from optik.models.io import safe_torch_load
 
 _PREFIXES = ("net.", "model.", "module.")
 
@@ -37,10 +38,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"expected a weights file (.safetensors / .pth) or an optik run folder, got {str(path)!r}")
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any refusal is reported the same way
-        raise CheckpointError(f"refusing to load {path}: not a plain weights file ({type(e).__name__})") from None
+    state = safe_torch_load(path)
     for key in ("state_dict", "model", "net"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -85,9 +83,16 @@ def freeze_backbone(model: Classifier) -> list[nn.Module]:
     return [m for m in model.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m not in head]
 
 
-def parameter_groups(model: Classifier, *, lr: float, backbone_lr_scale: float) -> list[dict]:
-    """Head at ``lr``, backbone at ``lr * backbone_lr_scale`` (discriminative learning rates)."""
+def parameter_groups(model: Classifier, *, lr: float, backbone_lr_scale: float = 1.0,
+                     weight_decay: float = 0.0) -> list[dict]:
+    """Optimizer groups of the trainable parameters: backbone at ``lr * backbone_lr_scale`` and head at ``lr``
+    (discriminative learning rates), each split into weights (with ``weight_decay``) and biases / norm
+    parameters (without). Empty groups are left out."""
     head_ids = {id(p) for p in head_module(model.net).parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if id(p) not in head_ids], "lr": lr * backbone_lr_scale},
-            {"params": [p for p in params if id(p) in head_ids], "lr": lr}]
+    groups = []
+    for is_head in (False, True):
+        group_lr = lr if is_head else lr * backbone_lr_scale
+        params = [p for p in model.parameters() if p.requires_grad and (id(p) in head_ids) == is_head]
+        groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lr": group_lr},
+                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": group_lr}]
+    return [g for g in groups if g["params"]]

@@ -9,9 +9,10 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from optik.core.errors import CheckpointError, OptikError
+from optik.core.errors import OptikError
 from optik.core.io import atomic_write, write_json
 from optik.evaluation.figures import confusion_image
+from optik.models.io import safe_torch_load
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -22,18 +23,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda p: torch.save(checkpoint, p))
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        return safe_load_checkpoint(path, map_location=map_location or "cpu")
-
-
-def safe_load_checkpoint(path, *, map_location="cpu") -> dict[str, Any]:
-    """``torch.load(weights_only=True)``: tensors and plain containers only; anything else is refused, unrun."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError(zip): all mean "not loadable"
-        raise CheckpointError(
-            f"refusing to load checkpoint {path}: it is not a plain weights checkpoint that optik wrote "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from None
+        return safe_torch_load(path, map_location=map_location or "cpu")
 
 
 class TensorBoardExtras(L.Callback):

@@ -11,7 +11,7 @@ from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import metrics_from_confusion
 from optik.models.classifier import Classifier
-from optik.models.transfer import freeze_backbone, head_module
+from optik.models.transfer import freeze_backbone, parameter_groups
 
 
 class ClassificationTask(L.LightningModule):
@@ -84,14 +84,8 @@ class ClassificationTask(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        head_ids = {id(p) for p in head_module(self.model.net).parameters()}
-        groups = []
-        for is_head in (False, True):  # backbone at lr * backbone_lr_scale, head at lr
-            lr = cfg.lr if is_head else cfg.lr * cfg.backbone_lr_scale
-            params = [p for p in self.model.parameters() if p.requires_grad and (id(p) in head_ids) == is_head]
-            groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr": lr},
-                       {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]  # biases, BN
-        groups = [g for g in groups if g["params"]]
+        groups = parameter_groups(self.model, lr=cfg.lr, backbone_lr_scale=cfg.backbone_lr_scale,
+                                  weight_decay=cfg.weight_decay)
         if cfg.optimizer == "sgd":
             opt = torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
         else:

@@ -12,8 +12,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from optik.core.config import TrainConfig
 from optik.models.classifier import Classifier
-from optik.training.callbacks import (ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras,
-                                      safe_load_checkpoint)
+from optik.models.io import safe_torch_load
+from optik.training.callbacks import ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras
 from optik.training.datamodule import TensorDataModule
 from optik.training.task import ClassificationTask
 
@@ -81,6 +81,6 @@ def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: 
 
 def load_task_weights(model: Classifier, ckpt: Path) -> None:
     """Load the ``model.*`` weights of a Lightning checkpoint (read with ``weights_only=True``)."""
-    state = safe_load_checkpoint(ckpt)["state_dict"]
+    state = safe_torch_load(ckpt)["state_dict"]
     state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     model.load_state_dict(state)
