@@ -16,6 +16,7 @@ import torch
 
 from optik.core.config import TrainConfig, from_dict, load_yaml
 from optik.core.errors import ConfigError, DataError, RunError
+from optik.core.images import resize_uint8
 from optik.core.io import new_run_dir, read_json, require_run_dir, write_json, write_yaml
 from optik.core.seed import seed_everything
 from optik.data.dataset import ImageDataset
@@ -35,9 +36,8 @@ RESUMABLE_OVERRIDES = {"devices", "accelerator", "strategy", "num_nodes", "preci
 @dataclass
 class TrainResult:
     run_dir: Path
-    model: Classifier | None  # None on ranks other than 0, and when training was interrupted
+    model: Classifier | None  # None on data-parallel ranks other than 0
     metrics: dict | None      # test-split report, as in metrics.json
-    interrupted: bool = False
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -156,8 +156,6 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     model, trainer = fit(model, datamodule, cfg, run, resume=resume is not None, progress=progress and not worker)
     if not trainer.is_global_zero:
         return TrainResult(run, None, None)
-    if trainer.interrupted:
-        return TrainResult(run, None, None, interrupted=True)
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()
     save_classifier(model, run)
     metrics = _evaluate_split(model, ds, splits, "test", run, positive=None, threshold=0.5)
@@ -220,9 +218,7 @@ def conform(images: torch.Tensor, model: Classifier) -> torch.Tensor:
         else:
             raise DataError(f"expected images with {c} channel(s), got {images.shape[1]}")
     if tuple(images.shape[2:]) != model.input_size:
-        x = torch.nn.functional.interpolate(images.float(), size=model.input_size, mode="bilinear",
-                                            antialias=True, align_corners=False)
-        images = x.round().clamp(0, 255).to(torch.uint8)
+        images = resize_uint8(images, model.input_size)
     return images.contiguous()
 
 

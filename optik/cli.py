@@ -89,12 +89,9 @@ def cmd_train(args) -> None:
 
     result = optik.train(args.config, out=args.out, overwrite=args.overwrite, resume=args.resume,
                          progress=not args.no_progress, **_overrides(args))
-    if result.model is None and not result.interrupted:
+    if result.model is None:
         return  # a data-parallel worker: rank 0 reports
     con = _console()
-    if result.interrupted:
-        con.print(f"[yellow]interrupted.[/] Continue with: optik train --resume {result.run_dir}")
-        raise SystemExit(130)
     _print_report(result.metrics, con)
     con.print(f"run folder: [bold]{result.run_dir}[/]")
 

@@ -24,6 +24,13 @@ def check_images(x: torch.Tensor, *, channels: int | None = None, name: str = "i
     return x
 
 
+def resize_uint8(images: torch.Tensor, size) -> torch.Tensor:
+    """Resize ``uint8`` ``N x C x H x W`` images to ``size = (H, W)``: antialiased bilinear, rounded back."""
+    x = torch.nn.functional.interpolate(images.float(), size=tuple(size), mode="bilinear", antialias=True,
+                                        align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 in [0, 1]."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()

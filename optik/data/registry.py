@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from optik.core.errors import DataError, OfflineError
+from optik.core.images import resize_uint8
 from optik.core.registry import Registry
 from optik.data.dataset import ImageDataset
 from optik.data.folder import load_folder, load_manifest
@@ -135,9 +136,7 @@ def load_dataset(name_or_path: str, *, image_size: int | None = None, strict: bo
 
 
 def _resized(ds: ImageDataset, size: int) -> ImageDataset:
-    x = torch.nn.functional.interpolate(ds.images.float(), size=(size, size), mode="bilinear", antialias=True,
-                                        align_corners=False)
-    ds.images = x.round().clamp(0, 255).to(torch.uint8)
+    ds.images = resize_uint8(ds.images, (size, size))
     return ds
 
 

@@ -74,7 +74,7 @@ def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: 
     last = run / CHECKPOINTS / "last.ckpt"
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
     best = run / CHECKPOINTS / "best.ckpt"
-    if cfg.keep == "best" and has_val and best.is_file() and not trainer.interrupted:
+    if cfg.keep == "best" and has_val and best.is_file():
         load_task_weights(model, best)
     return model, trainer
 
