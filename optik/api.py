@@ -83,8 +83,14 @@ def _provenance() -> dict:
 
 # ------------------------------------------------------------------------------------------------ data
 def _load_splits(cfg: TrainConfig) -> tuple[ImageDataset, dict[str, torch.Tensor]]:
+    from optik.data.splits import limit_per_class, select_classes
+
     ds = load_dataset(cfg.data, image_size=cfg.image_size, strict=cfg.strict)
     splits = split_dataset(ds, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
+    if cfg.classes:
+        ds, splits = select_classes(ds, splits, [c.strip() for c in cfg.classes.split(",")])
+    if cfg.train_per_class:
+        splits["train"] = limit_per_class(ds.labels, splits["train"], cfg.train_per_class, seed=cfg.split_seed)
     return ds, splits
 
 
@@ -129,13 +135,14 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     ds, splits = _load_splits(cfg)
     mean, std = _channel_stats(ds.images[splits["train"]])
     model = create_classifier(cfg.model, classes=ds.classes, in_channels=ds.channels, input_size=ds.image_size,
-                              mean=mean, std=std)
+                              mean=mean, std=std, net_input_size=cfg.input_size,
+                              pretrained=cfg.pretrained and resume is None)
     if cfg.weights and resume is None:
         from optik.models.transfer import load_backbone_weights
 
         loaded = load_backbone_weights(model, cfg.weights)
-        log.info("weights from %s: %d tensors loaded, head dropped: %s", cfg.weights, len(loaded["loaded"]),
-                 ", ".join(loaded["dropped"]) or "none")
+        log.info("weights from %s: %d tensors loaded, head re-initialized: %s", cfg.weights,
+                 len(loaded["loaded"]), ", ".join(loaded["dropped"]) or "no")
     if resume is None:
         if worker:
             if not (out or os.environ.get(RUN_DIR_ENV)):

@@ -77,11 +77,15 @@ def cmd_models(args) -> None:
         rows = [{**r, "params_m": r["params_m"] if r["params_m"] is not None else "-",
                  "top": f"{r['keras_top1']} / {r['keras_top5']}",
                  "pretrained": (f"{len(r['pretrained'])}: {r['pretrained'][0]}" if r["pretrained"]
-                                else r.get("note", "none"))} for r in zoo]
+                                else r.get("note", "none")),
+                 "weights_top1": (f"{r['weights_top1']:.1f} @ {r['weights_eval_size']}" if r["weights_top1"]
+                                  else "-")} for r in zoo]
         _print_rows(rows, {"keras": "Keras name", "timm": "timm", "params_m": "params (M)",
                            "keras_params_m": "Keras params (M)", "keras_depth": "Keras depth",
-                           "input_size": "input", "top": "Keras top-1 / top-5 (%)", "pretrained": "timm weights"},
-                    title="model zoo (any other timm name works too)", as_json=False)
+                           "input_size": "input", "top": "Keras top-1 / top-5 (%)",
+                           "pretrained": "timm weights (count: default)", "weights_top1": "default top-1 @ px"},
+                    title="model zoo (any other timm name works too; params differ from Keras by counting "
+                          "conventions, see docs/zoo.md)", as_json=False)
 
 
 def cmd_train(args) -> None:

@@ -11,8 +11,8 @@ def optik_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "optik", *map(str, args)]
 
 
-def run_optik(*args, check=True, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_optik(*args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("LOCAL_RANK", None)
     out = subprocess.run(optik_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     if check and out.returncode != 0:

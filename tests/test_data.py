@@ -180,3 +180,24 @@ def test_batches_shard_disjointly_and_reshuffle():
     assert not torch.equal(first, torch.cat([b[1] for b in shards[0]]))
     xb, _ = next(iter(TensorBatches(x, y, batch_size=4)))
     assert xb.dtype == torch.float32 and xb.max() <= 1 and torch.equal(xb.flatten() * 255, torch.arange(4.0))
+
+
+def test_class_selection_keeps_each_images_split_and_few_shot_is_per_class():
+    from optik.data import load_dataset, split_dataset
+    from optik.data.splits import limit_per_class, select_classes
+
+    ds = load_dataset("mnist5k")
+    splits = split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)
+    sub, sub_splits = select_classes(ds, splits, ["7", "3"])
+    assert sub.classes == ["7", "3"] and set(sub.labels.tolist()) == {0, 1}
+    for name, idx in splits.items():
+        keep = idx[(ds.labels[idx] == 7) | (ds.labels[idx] == 3)]
+        assert torch.equal(sub.images[sub_splits[name]], ds.images[keep])  # the same images, the same split
+        assert torch.equal(sub.labels[sub_splits[name]], (ds.labels[keep] == 3).long())
+    few = limit_per_class(sub.labels, sub_splits["train"], 20, seed=1)
+    assert torch.bincount(sub.labels[few]).tolist() == [20, 20] and set(few.tolist()) <= set(sub_splits["train"].tolist())
+    assert not torch.equal(few, limit_per_class(sub.labels, sub_splits["train"], 20, seed=2))
+    with pytest.raises(DataError, match="unknown: x"):
+        select_classes(ds, splits, ["3", "x"])
+    with pytest.raises(DataError, match="at least 5000 training images"):
+        limit_per_class(sub.labels, sub_splits["train"], 5000, seed=0)

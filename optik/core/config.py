@@ -39,8 +39,14 @@ class TrainConfig:
     schedule: str = _field("onecycle", "onecycle | cosine | constant")
     warmup_fraction: float = _field(0.25, "onecycle: share of steps spent warming up")
     label_smoothing: float = _field(0.1, "cross-entropy label smoothing")
+    pretrained: bool = _field(False, "zoo / timm models: start from the default hub weights (cached or online)")
     weights: str | None = _field(None, "start from these weights: .safetensors / .pth file or optik run folder")
+    input_size: int | None = _field(None, "the size the network sees (resized on the fly); default: the zoo "
+                                          "model's native size, the data's size for optik CNNs")
     freeze: str = _field("none", "none | backbone (train the head only; backbone BatchNorm stays frozen)")
+    unfreeze_at: int | None = _field(None, "with freeze=backbone: the epoch (0-based) fine-tuning starts")
+    trainable_stages: int | None = _field(None, "fine-tune only the last N backbone stages (and the head); "
+                                                "earlier stages stay frozen, BatchNorm included")
     backbone_lr_scale: float = _field(1.0, "backbone learning rate = lr * this (discriminative LRs)")
     augment: str = _field("default", "augmentation preset: none | default | natural | keras-classic")
     rotation_range: float | None = _field(None, "augment: degrees, U(-r, r) (ImageDataGenerator meaning)")
@@ -56,6 +62,9 @@ class TrainConfig:
     cval: float | None = _field(None, "augment: the constant of fill_mode constant")
     keras_compat: bool | None = _field(None, "augment: reproduce Keras' geometry quirks exactly")
     image_size: int | None = _field(None, "folder datasets: resize images to this square size")
+    classes: str | None = _field(None, "keep only these classes, comma separated (e.g. 5,6,7,8,9), in this order")
+    train_per_class: int | None = _field(None, "keep only N training images per class (few-shot; seeded by "
+                                               "split_seed; val and test splits unchanged)")
     val_fraction: float = _field(0.1, "of the non-test images")
     test_fraction: float = _field(0.2, "for datasets without a fixed test split")
     split_seed: int = _field(0, "fixes the train/val/test split independently of `seed`")
@@ -89,7 +98,23 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _check(self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
         _check(self.keep in ("last", "best"), "keep", "last or best", self.keep)
+        _check(self.val_fraction > 0 or (self.keep == "last" and not self.early_stopping), "val_fraction",
+               "a validation split (val_fraction > 0) for keep=best or early_stopping", self.val_fraction)
         _check(self.freeze in ("none", "backbone"), "freeze", "none or backbone", self.freeze)
+        _check(self.unfreeze_at is None or (self.freeze == "backbone" and 0 < self.unfreeze_at < self.epochs),
+               "unfreeze_at", f"an epoch in [1, epochs={self.epochs}) together with freeze=backbone",
+               f"{self.unfreeze_at} with freeze={self.freeze}")
+        _check(self.unfreeze_at is None or self.devices * self.num_nodes == 1, "unfreeze_at",
+               "a single-process run (data parallel wraps only the parameters trainable at the start)",
+               f"devices={self.devices}, num_nodes={self.num_nodes}")
+        _check(not (self.pretrained and self.weights), "pretrained",
+               "either pretrained (hub weights) or weights (a local file), not both", f"both, weights={self.weights}")
+        _check(self.trainable_stages is None or self.trainable_stages >= 0, "trainable_stages",
+               "None or an integer >= 0", self.trainable_stages)
+        _check(self.input_size is None or self.input_size >= 8, "input_size", "None or an integer >= 8",
+               self.input_size)
+        _check(self.train_per_class is None or self.train_per_class >= 1, "train_per_class",
+               "None or an integer >= 1", self.train_per_class)
         _check(self.backbone_lr_scale > 0, "backbone_lr_scale", "a factor > 0", self.backbone_lr_scale)
         _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
 
@@ -156,7 +181,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         if base is float:
             return float(value)
         if base is str:
-            return str(value)
+            return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     except (TypeError, ValueError):
         raise ConfigError(
             f"config value {name} in {source}: expected {getattr(base, '__name__', base)}, got {value!r}"

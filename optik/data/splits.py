@@ -48,3 +48,42 @@ def stratified_split(labels: torch.Tensor, sizes: dict[str, float | int], *, see
             start += take
         out[names[-1]].append(idx[start:])
     return {k: torch.from_numpy(np.sort(np.concatenate(v))).long() for k, v in out.items()}
+
+
+def select_classes(ds, splits: dict[str, torch.Tensor], classes: list[str]):
+    """Keep only ``classes`` (in that order, relabelled ``0..k-1``) in the dataset and every split.
+
+    Splits are made on the whole dataset first, so a class keeps exactly the images it had in each split
+    (``mnist5k`` digits 5-9 are tested on the digits 5-9 of the usual 1,000 test images).
+    """
+    from optik.data.dataset import ImageDataset
+
+    unknown = [c for c in classes if c not in ds.classes]
+    if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise DataError(f"expected at least 2 distinct class names of {ds.name!r} ({', '.join(ds.classes)}), "
+                        f"got {', '.join(classes)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    relabel = torch.full((len(ds.classes),), -1, dtype=torch.long)
+    relabel[[ds.classes.index(c) for c in classes]] = torch.arange(len(classes))
+    keep = torch.nonzero(relabel[ds.labels] >= 0).flatten()
+    position = torch.full((len(ds),), -1, dtype=torch.long)
+    position[keep] = torch.arange(len(keep))
+    subset = ImageDataset(ds.images[keep], relabel[ds.labels[keep]], list(classes), ds.name,
+                          sources=[ds.sources[i] for i in keep.tolist()] if ds.sources else None)
+    new_splits = {}
+    for name, idx in splits.items():
+        mapped = position[idx]
+        new_splits[name] = mapped[mapped >= 0]
+    return subset, new_splits
+
+
+def limit_per_class(labels: torch.Tensor, idx: torch.Tensor, n: int, *, seed: int) -> torch.Tensor:
+    """``n`` indices of each class drawn (seeded) from ``idx``; a class with fewer than ``n`` is an error."""
+    y = labels[idx].numpy()
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(y):
+        pool = idx.numpy()[y == c]
+        if len(pool) < n:
+            raise DataError(f"expected at least {n} training images of class {int(c)}, the train split has {len(pool)}")
+        chosen.append(rng.choice(pool, n, replace=False))
+    return torch.from_numpy(np.sort(np.concatenate(chosen))).long()

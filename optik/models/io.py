@@ -48,10 +48,13 @@ def load_classifier(folder: str | os.PathLike, *, map_location: str | torch.devi
                            f"(`optik train --resume {folder}` continues an interrupted run)")
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
-        net = build_network(meta["arch"], in_channels=meta["in_channels"], input_size=meta["input_size"],
+        net_channels = meta.get("net_channels", meta["in_channels"])
+        net_size = meta.get("net_input_size", meta["input_size"])
+        net = build_network(meta["arch"], in_channels=net_channels, input_size=net_size,
                             num_classes=len(meta["classes"]))
         model = Classifier(net, classes=meta["classes"], in_channels=meta["in_channels"],
-                           input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], arch=meta["arch"])
+                           input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], arch=meta["arch"],
+                           net_channels=net_channels, net_input_size=net_size)
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{folder / META} is not a valid optik model description ({e!r})") from None
     load_weights(model, folder / WEIGHTS)

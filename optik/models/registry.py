@@ -77,13 +77,15 @@ def list_models(pattern: str = "*", *, input_size: Sequence[int] = (28, 28)) -> 
 def resolve_arch(model: str, input_size: Sequence[int] = (28, 28)) -> dict:
     """A model name or a CNN spec string -> ``{"name": ..., "spec": ...}`` as stored in ``model.json``.
 
-    The stored spec is concrete (sized for ``input_size``), so a saved model rebuilds exactly.
+    The stored spec is concrete (sized for ``input_size``), so a saved model rebuilds exactly; zoo entries also
+    store their timm architecture.
     """
     if model in MODELS:
         entry = MODELS.get(model)
         spec = entry.meta.get("spec")
         spec = spec(input_size) if callable(spec) else spec
-        return {"name": entry.name, **({"spec": spec} if spec else {})}
+        timm_name = entry.meta.get("timm")
+        return {"name": entry.name, **({"spec": spec} if spec else {}), **({"timm": timm_name} if timm_name else {})}
     if is_timm_model(model):  # any timm architecture by its timm name
         return {"name": "timm", "timm": model}
     if "(" in model or " " in model.strip():
@@ -93,21 +95,48 @@ def resolve_arch(model: str, input_size: Sequence[int] = (28, 28)) -> dict:
     raise AssertionError("unreachable")
 
 
-def build_network(arch: dict, *, in_channels: int, input_size: Sequence[int], num_classes: int) -> nn.Module:
+def build_network(arch: dict, *, in_channels: int, input_size: Sequence[int], num_classes: int,
+                  pretrained: bool = False) -> nn.Module:
+    """The network ``arch`` describes; ``in_channels`` and ``input_size`` are what the network itself sees."""
     size = tuple(int(s) for s in input_size)
     if arch.get("spec"):
         return build_cnn(arch["spec"], in_channels=in_channels, input_size=size, num_classes=num_classes)
-    if arch.get("name") == "timm":
-        return build_timm(arch["timm"], in_channels=in_channels, num_classes=num_classes)
+    if arch.get("timm"):
+        return build_timm(arch["timm"], in_channels=in_channels, num_classes=num_classes, pretrained=pretrained)
     if arch.get("name") not in MODELS:
         raise ConfigError(f"model.json names architecture {arch.get('name')!r}, which this optik does not know")
     return MODELS.create(arch["name"], in_channels=in_channels, input_size=size, num_classes=num_classes)
 
 
 def create_classifier(model: str, *, classes: Sequence[str], in_channels: int, input_size: Sequence[int],
-                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Classifier:
-    """Build a Classifier (random weights) from a model name or CNN spec for the given data."""
-    arch = resolve_arch(model, input_size)
-    net = build_network(arch, in_channels=in_channels, input_size=input_size, num_classes=len(classes))
-    return Classifier(net, classes=classes, in_channels=in_channels, input_size=input_size,
-                      mean=mean or [0.5] * in_channels, std=std or [0.5] * in_channels, arch=arch)
+                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                      net_input_size: int | Sequence[int] | None = None, pretrained: bool = False) -> Classifier:
+    """Build a Classifier from a model name or CNN spec for data of ``in_channels`` x ``input_size``.
+
+    optik CNNs are built for the data's channels and size (or ``net_input_size``) and normalize with ``mean`` /
+    ``std`` (the training pixels' statistics). Zoo and timm models keep their own contract: 3 channels (grayscale
+    data is repeated), their native input size unless ``net_input_size`` says otherwise (the Classifier
+    resizes), and their pretrained mean / std. ``pretrained`` loads the default hub weights (zoo / timm only).
+    """
+    if isinstance(net_input_size, int):
+        net_input_size = (net_input_size, net_input_size)
+    data_size = tuple(int(s) for s in input_size)
+    arch = resolve_arch(model, net_input_size or data_size)
+    if arch.get("timm"):
+        net = build_network(arch, in_channels=3, input_size=(0, 0), num_classes=len(classes), pretrained=pretrained)
+        cfg = net.pretrained_cfg
+        net_channels = cfg["input_size"][0]
+        size = tuple(net_input_size or cfg["input_size"][1:])
+        mean, std = list(cfg["mean"]), list(cfg["std"])
+    else:
+        if pretrained:
+            raise ConfigError(f"--pretrained needs a zoo or timm model, and {model!r} is an optik CNN without hub "
+                              "weights: train it on your source data and pass that run folder with --weights RUN")
+        net_channels, size = in_channels, tuple(net_input_size or data_size)
+        net = build_network(arch, in_channels=in_channels, input_size=size, num_classes=len(classes))
+        mean, std = mean or [0.5] * in_channels, std or [0.5] * in_channels
+    if in_channels not in (1, net_channels):
+        raise ConfigError(f"{model!r} takes images with {net_channels} channels (or grayscale), "
+                          f"got data with {in_channels}")
+    return Classifier(net, classes=classes, in_channels=in_channels, input_size=data_size, mean=mean, std=std,
+                      arch=arch, net_channels=net_channels, net_input_size=size)

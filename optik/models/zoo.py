@@ -6,17 +6,20 @@ can compare. Parameter counts measured here differ from Keras' by counting conve
 BatchNorm moving statistics as parameters, timm/PyTorch keep them as buffers; some timm ports differ in conv
 biases or, for EfficientNet, Keras' built-in normalization layer).
 
-Work in progress for issue #3: hub weights (`--pretrained`), gradual unfreezing and resizing inputs to the
-native size are not built yet. Local weights, a frozen backbone and discriminative learning rates are in
-:mod:`optik.models.transfer`.
+Pretrained weights come from the Hugging Face hub through timm (``pretrained=True``): a cached file is used
+without touching the network, and an unreachable hub fails within seconds with an :class:`OfflineError` that
+names the model, the file and the offline alternative (``--weights PATH``), instead of timm's minute of retries.
 """
 from __future__ import annotations
 
+import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 
 from torch import nn
 
-from optik.core.errors import ConfigError
+from optik.core.errors import ConfigError, OfflineError
 
 
 @dataclass(frozen=True)
@@ -56,21 +59,117 @@ ZOO = [
 ]
 NASNET_MOBILE_SUBSTITUTE = "mnasnet_100"
 
+# ImageNet-1k validation top-1 / top-5 (%) of timm's default weights and the image size they were measured at,
+# from timm's results/results-imagenet.csv (huggingface/pytorch-image-models @ 0173a139). A tag that is not in
+# that file (mobilenetv1_100.ra4_e3600_r224_in1k, newer than it) has no figure: "where known", never guessed.
+WEIGHTS_TOP1 = {
+    "legacy_xception.tf_in1k": (79.04, 94.382, 299),
+    "vgg16.tv_in1k": (71.592, 90.384, 224),
+    "vgg19.tv_in1k": (72.378, 90.874, 224),
+    "resnet50.a1_in1k": (81.214, 95.102, 288),
+    "resnetv2_50.a1h_in1k": (81.398, 95.726, 288),
+    "resnet101.a1_in1k": (82.322, 95.632, 288),
+    "resnetv2_101.a1h_in1k": (83.002, 96.454, 288),
+    "resnet152.a1_in1k": (82.732, 95.72, 288),
+    "inception_v3.gluon_in1k": (78.806, 94.374, 299),
+    "inception_resnet_v2.tf_ens_adv_in1k": (79.978, 94.946, 299),
+    "mobilenetv2_100.ra_in1k": (72.976, 91.01, 224),
+    "densenet121.ra_in1k": (76.5, 93.368, 288),
+    "densenet169.tv_in1k": (75.9, 93.028, 224),
+    "densenet201.tv_in1k": (77.286, 93.48, 224),
+    "nasnetalarge.tf_in1k": (82.626, 96.042, 331),
+    "tf_efficientnet_b0.aa_in1k": (76.834, 93.22, 224),
+    "tf_efficientnet_b1.aa_in1k": (78.83, 94.198, 240),
+    "tf_efficientnet_b2.aa_in1k": (80.084, 94.906, 260),
+    "tf_efficientnet_b3.aa_in1k": (81.644, 95.722, 300),
+    "tf_efficientnet_b4.aa_in1k": (83.018, 96.3, 380),
+    "tf_efficientnet_b5.aa_in1k": (83.688, 96.712, 456),
+    "tf_efficientnet_b6.aa_in1k": (84.116, 96.88, 528),
+    "tf_efficientnet_b7.aa_in1k": (84.414, 96.906, 600),
+    "mnasnet_100.rmsp_in1k": (74.65, 92.124, 224),
+}
 
-def build_timm(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
-    """A timm model with random weights, ``num_classes`` outputs and ``in_channels`` input channels."""
+
+def build_timm(name: str, *, num_classes: int, in_channels: int = 3, pretrained: bool = False) -> nn.Module:
+    """A timm model with ``num_classes`` outputs; random weights, or its default hub weights with ``pretrained``
+    (``name`` may carry a weights tag, ``resnet50.a1_in1k``). The classifier head is new whenever
+    ``num_classes`` differs from the weights' (timm drops it)."""
+    timm = _timm()
+    if not timm.is_model(name):
+        raise ConfigError(f"timm has no architecture {name!r}")
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+    file = pretrained_file(name)
+    overlay = {"file": file, "source": ""} if file else None
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_channels,
+                                 pretrained_cfg_overlay=overlay)
+    except (OSError, ConnectionError) as e:  # huggingface_hub's errors derive from these
+        raise _offline(name, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def _timm():
     try:
         import timm
     except ImportError:
         raise ConfigError("the model zoo needs timm: pip install timm") from None
-    if not timm.is_model(name):
-        raise ConfigError(f"timm has no architecture {name!r}")
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+    return timm
+
+
+def pretrained_file(name: str) -> str | None:
+    """The local path of ``name``'s default hub weights when they are in the Hugging Face cache, else None.
+
+    Raises :class:`ConfigError` when timm has no pretrained weights for ``name`` and :class:`OfflineError`
+    when they are not cached and the hub cannot be reached (checked with a 3-second connection, not timm's
+    minute of retries).
+    """
+    timm = _timm()
+    try:
+        cfg = timm.get_pretrained_cfg(name, allow_unregistered=False)
+    except RuntimeError:  # an unknown tag
+        cfg = None
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        tags = timm.list_pretrained(name.split(".")[0] + ".*")
+        raise ConfigError(f"timm has no pretrained weights for {name!r}"
+                          + (f"; tags with weights: {', '.join(tags)}" if tags else "")
+                          + ". Train from scratch, or pass your own weights with --weights PATH")
+    if cfg.hf_hub_id:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        repo, _, revision = cfg.hf_hub_id.partition("@")
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        for filename in names:
+            try:
+                return hf_hub_download(repo, filename, revision=revision or None, local_files_only=True)
+            except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+                continue
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise _offline(name, "HF_HUB_OFFLINE is set and the weights are not in the local cache")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urllib.parse.urlparse(endpoint if cfg.hf_hub_id else cfg.url or endpoint)
+    try:
+        socket.create_connection((host.hostname, host.port or (443 if host.scheme == "https" else 80)),
+                                 timeout=3).close()
+    except OSError as e:
+        raise _offline(name, f"cannot reach {host.hostname} ({e})") from None
+    return None  # reachable: timm downloads into the cache
+
+
+def _offline(name: str, why: str) -> OfflineError:
+    cfg = _timm().get_pretrained_cfg(name)
+    where = f"the hub repository {cfg.hf_hub_id!r}" if cfg and cfg.hf_hub_id else (cfg.url if cfg else "the hub")
+    return OfflineError(
+        f"cannot get the pretrained weights of {name!r} from {where}: {why}. You seem to be offline. Either "
+        f"download them on a connected machine (`huggingface-cli download {cfg.hf_hub_id if cfg else name}`) and "
+        f"copy the Hugging Face cache (HF_HOME) here, or pass a local file with --weights PATH "
+        f"(.safetensors / .pth in timm format, or an optik run folder) instead of --pretrained"
+    )
 
 
 def _zoo_factory(timm_name: str):
-    def build(*, in_channels: int, input_size, num_classes: int) -> nn.Module:
-        return build_timm(timm_name, in_channels=in_channels, num_classes=num_classes)
+    def build(*, in_channels: int, input_size, num_classes: int, pretrained: bool = False) -> nn.Module:
+        return build_timm(timm_name, in_channels=in_channels, num_classes=num_classes, pretrained=pretrained)
 
     return build
 
@@ -114,14 +213,18 @@ def zoo_table(pattern: str = "*") -> list[dict]:
             continue
         with torch.device("meta"):
             net = timm.create_model(e.timm, pretrained=False)
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(e.timm + ".*")]
+        default = f"{e.timm}.{tags[0]}" if tags else None
+        top1, top5, size = WEIGHTS_TOP1.get(default, (None, None, None))
         rows.append({
             "keras": e.keras, "timm": e.timm, "params_m": round(sum(p.numel() for p in net.parameters()) / 1e6, 1),
             "keras_params_m": e.keras_params_m, "keras_depth": e.keras_depth, "input_size": e.input_size,
-            "keras_top1": e.keras_top1, "keras_top5": e.keras_top5,
-            "pretrained": [t.split(".", 1)[1] for t in timm.list_pretrained(e.timm + ".*")],
+            "keras_top1": e.keras_top1, "keras_top5": e.keras_top5, "pretrained": tags,
+            "weights": default, "weights_top1": top1, "weights_top5": top5, "weights_eval_size": size,
         })
     if fnmatch.fnmatch("nasnetmobile", pattern.lower()):
         rows.append({"keras": "NASNetMobile", "timm": None, "params_m": None, "keras_params_m": 5.3,
                      "keras_depth": 389, "input_size": 224, "keras_top1": 74.4, "keras_top5": 91.9,
-                     "pretrained": [], "note": f"no timm architecture; use {NASNET_MOBILE_SUBSTITUTE}"})
+                     "pretrained": [], "weights": None, "weights_top1": None, "weights_top5": None,
+                     "weights_eval_size": None, "note": f"no timm architecture; use {NASNET_MOBILE_SUBSTITUTE}"})
     return rows

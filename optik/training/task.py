@@ -11,7 +11,7 @@ from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import metrics_from_confusion
 from optik.models.classifier import Classifier
-from optik.models.transfer import freeze_backbone, parameter_groups
+from optik.models.transfer import parameter_groups, set_trainable, trainable_stages_at
 
 
 class ClassificationTask(L.LightningModule):
@@ -31,13 +31,28 @@ class ClassificationTask(L.LightningModule):
         self._aug_generator: torch.Generator | None = None
         self._loss_sum, self._loss_count = torch.zeros(()), 0
         self.augmentation = cfg.augmentation()
-        self._frozen_norms = freeze_backbone(model) if cfg.freeze == "backbone" else []
+        self._frozen_norms: list[torch.nn.Module] = []
+        self._stages: int | None | str = "unset"
+        self._set_trainable(0)  # before data parallel wraps the model: it registers the trainable parameters
+
+    def _set_trainable(self, epoch: int) -> None:
+        """Freeze / unfreeze for this epoch (a pure function of the epoch, so resuming restores it)."""
+        stages = trainable_stages_at(epoch, freeze=self.cfg.freeze, unfreeze_at=self.cfg.unfreeze_at,
+                                     trainable_stages=self.cfg.trainable_stages)
+        if stages != self._stages:
+            self._frozen_norms = set_trainable(self.model, stages)
+            self._stages = stages
+            frozen = set(self._frozen_norms)
+            for m in self.model.modules():  # unfrozen BatchNorm layers learn their statistics again
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m not in frozen:
+                    m.train(self.model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
     def on_train_epoch_start(self) -> None:
         epoch, rank = self.current_epoch, self.global_rank
+        self._set_trainable(epoch)
         torch.manual_seed(derive_seed(self.cfg.seed, "dropout", epoch, rank))
         self._aug_generator = generator(self.cfg.seed, "augment", epoch, rank)
         self.trainer.datamodule.set_epoch(epoch)

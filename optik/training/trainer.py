@@ -55,6 +55,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=1.0 if has_val else 0,  # no validation split: no validation loop (and no warning)
         log_every_n_steps=log_every,
         deterministic=False,
     )
