@@ -5,11 +5,11 @@ The contract between modules: images are float32 ``N x C x H x W`` tensors in [0
 """
 __version__ = "0.1.0"
 
-from optik.api import TrainResult, evaluate, load, make_config, predict, run_info, train  # noqa: E402
+from optik.api import TrainResult, attack, evaluate, load, make_config, predict, run_info, train  # noqa: E402
 from optik.core.config import TrainConfig  # noqa: E402
 from optik.core.errors import OptikError  # noqa: E402
 from optik.data import list_datasets, load_dataset  # noqa: E402
 from optik.models import Classifier, list_models  # noqa: E402
 
-__all__ = ["Classifier", "OptikError", "TrainConfig", "TrainResult", "__version__", "evaluate", "list_datasets",
+__all__ = ["Classifier", "attack", "OptikError", "TrainConfig", "TrainResult", "__version__", "evaluate", "list_datasets",
            "list_models", "load", "load_dataset", "make_config", "predict", "run_info", "train"]

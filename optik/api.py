@@ -280,3 +280,49 @@ def run_info(run: str | os.PathLike) -> dict:
     if (run / "metrics.json").is_file():
         info["metrics"] = read_json(run / "metrics.json")
     return info
+
+
+# ------------------------------------------------------------------------------------------------ attack
+def attack(run: str | os.PathLike, *, method: str = "pgd", eps: Sequence[float] = (0, 0.05, 0.1, 0.2, 0.3),
+           n: int | None = 1000, split: str = "test", batch_size: int = 500, seed: int = 0,
+           device: str | torch.device = "cpu", **attack_options: Any) -> dict:
+    """Attack a run's model on ``n`` images of a split (a random subset drawn with ``seed``) at every ``eps``; write
+    ``attacks/<method>/robustness.json``, ``robustness.png`` (accuracy vs eps) and ``gallery.png``.
+
+    ``attack_options`` go to the attack (``steps``, ``alpha``, ``restarts``, ``confidence``, ...). Returns the
+    report (see :func:`optik.robustness.evaluate.robustness_curve`).
+    """
+    from optik.robustness.evaluate import curve_figure, gallery_figure, pick_gallery_eps, robustness_curve
+
+    run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
+    cfg = make_config(load_yaml(run / "config.yaml")["config"])
+    model = load(run, device=device)
+    ds, splits = _load_splits(cfg)
+    if split not in splits:
+        raise ConfigError(f"expected --split to be one of {sorted(splits)}, got {split!r}")
+    if n is not None and n < 1:
+        raise ConfigError(f"expected --n >= 1 (or all), got {n}")
+    idx = splits[split]
+    if n and n < len(idx):  # a seeded random subset: splits are sorted, and datasets often sorted by class
+        idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
+    x = conform(ds.images[idx], model).to(device).float().div_(255)
+    y = ds.labels[idx].to(device)
+    report, results = robustness_curve(model, x, y, method=method, eps=eps, batch_size=batch_size, seed=seed,
+                                       **attack_options)
+    report = {"run": str(run), "data": ds.name, "split": split, **report}
+    out = run / "attacks" / method
+    write_json(out / "robustness.json", report)
+    save_figure(curve_figure(report), out / "robustness.png")
+    shown = pick_gallery_eps(report)
+    if shown is not None:
+        save_figure(gallery_figure(x.cpu(), _to_cpu(results[shown]), model.classes, eps=shown), out / "gallery.png")
+    report["files"] = {k: str(out / f) for k, f in
+                       (("json", "robustness.json"), ("curve", "robustness.png"), ("gallery", "gallery.png"))}
+    return report
+
+
+def _to_cpu(result):
+    from dataclasses import fields, replace
+
+    return replace(result, **{f.name: getattr(result, f.name).cpu() for f in fields(result)
+                              if isinstance(getattr(result, f.name), torch.Tensor)})

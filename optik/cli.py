@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from optik.core.config import TrainConfig
-from optik.core.errors import OptikError
+from optik.core.errors import ConfigError, OptikError
 
 
 def _console():
@@ -140,6 +140,46 @@ def cmd_augment_preview(args) -> None:
     print(f"preview written to {out}")
 
 
+def cmd_attack(args) -> None:
+    import optik
+
+    try:
+        eps = [float(e) for e in args.eps.split(",")]
+    except ValueError:
+        raise ConfigError(f"expected --eps as comma-separated numbers, e.g. 0,0.1,0.3, got {args.eps!r}") from None
+    options = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("restarts", args.restarts),
+                                 ("confidence", args.confidence)) if v is not None}
+    report = optik.attack(args.run, method=args.method, eps=eps, n=args.n or None, split=args.split,
+                          batch_size=args.batch_size, seed=args.seed, device=args.device, **options)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print_robustness(report, _console())
+
+
+def print_robustness(report: dict, con) -> None:
+    from rich.table import Table
+
+    t = Table("eps", "robust acc", "success", "L2 mean", "L2 median", "Linf mean", "P(true) clean", "P(true) adv",
+              title=f"{report['method']} ({report['norm']}) on {report['n']} {report.get('split', '')} images: "
+                    f"clean accuracy {report['clean_accuracy']:.4f}",
+              caption="success = share of the correctly classified images the attack fooled; norms of the "
+                      "successful perturbations (pixels in [0, 1])")
+
+    def f(v, fmt=".4f"):
+        return "-" if v is None else format(v, fmt)
+
+    for r in report["per_eps"]:
+        t.add_row(f(r["eps"], "g"), f"[bold]{r['robust_accuracy']:.4f}[/]", f(r["attack_success_rate"]),
+                  f(r["l2_mean"], ".3f"), f(r["l2_median"], ".3f"), f(r["linf_mean"], ".3f"),
+                  f(r["true_class_confidence_clean"], ".3f"), f(r["true_class_confidence_adv"], ".3f"))
+    con.print(t)
+    for flag in report["flags"]:
+        con.print(f"[yellow]warning:[/] {flag}")
+    if "files" in report:
+        con.print(f"written: {report['files']['json']}, robustness.png, gallery.png")
+
+
 def cmd_demo(args) -> None:
     from optik.demo import run_demo
 
@@ -229,6 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     _add_config_flags(s, only=("augment", *KNOBS))
     s.set_defaults(func=cmd_augment_preview)
+
+    s = sub.add_parser("attack", help="robust accuracy of a run's model under an attack, as eps grows")
+    s.add_argument("run")
+    s.add_argument("--method", default="pgd", help="fgsm | pgd | pgd-l2 | cw | apgd | apgd-t | strong "
+                                                   "(APGD-CE + APGD-T, per-image worst case)")
+    s.add_argument("--eps", default="0,0.05,0.1,0.2,0.3",
+                   help="comma-separated radii (Linf; L2 for pgd-l2 and cw), pixels in [0, 1]")
+    s.add_argument("--n", type=int, default=1000, help="images of the split to attack (0: all)")
+    s.add_argument("--split", default="test", choices=("train", "val", "test"))
+    s.add_argument("--steps", type=int, help="iterations (pgd: 10, apgd/strong: 100, cw: 200 per constant)")
+    s.add_argument("--alpha", type=float, help="pgd step size (default 2.5 * eps / steps)")
+    s.add_argument("--restarts", type=int, help="pgd random restarts (worst case per image is kept)")
+    s.add_argument("--confidence", type=float, help="cw: kappa, the logit margin a success must reach")
+    s.add_argument("--batch-size", type=int, default=500, help="images per pass (bounds memory)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ...")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_attack)
 
     s = sub.add_parser("demo", help="train, evaluate and predict on built-in mnist5k in a few minutes")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")

@@ -9,7 +9,8 @@ from PIL import Image
 
 
 def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> Path:
-    """Train the default CNN on mnist5k, evaluate it on the 1,000 test images, predict a few PNG files."""
+    """Train the default CNN on mnist5k, evaluate it on the 1,000 test images, predict a few PNG files,
+    and attack it (PGD robustness curve and gallery under ``attacks/pgd/``)."""
     import optik
     from optik.cli import _print_report
     from optik.data import load_dataset, split_dataset
@@ -33,5 +34,12 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
     for r in optik.predict(result.run_dir, [folder], top_k=3):
         tops = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top_k"])
         say(f"  {Path(r['path']).name}: {tops}")
+
+    # Accuracy is not robustness: the same model under PGD, pixels moved by at most eps.
+    from optik.cli import print_robustness
+
+    say("\nattack: PGD (Linf, 10 steps) on 500 test images; accuracy as the perturbation grows")
+    report = optik.attack(result.run_dir, method="pgd", eps=[0, 0.05, 0.1, 0.15, 0.2], n=500, steps=10)
+    print_robustness(report, console) if console is not None else say(report["per_eps"])
     say(f"\nrun folder: [bold]{result.run_dir}[/]  (tensorboard --logdir {result.run_dir / 'tensorboard'})")
     return result.run_dir

@@ -61,6 +61,14 @@ class TrainConfig:
     fill_mode: str | None = _field(None, "augment: nearest | reflect | wrap | constant")
     cval: float | None = _field(None, "augment: the constant of fill_mode constant")
     keras_compat: bool | None = _field(None, "augment: reproduce Keras' geometry quirks exactly")
+    adversarial: str | None = _field(None, "adversarial training: pgd (Madry) | fgsm-rs (Wong et al. 2020) | "
+                                           "trades (Zhang et al. 2019)")
+    eps: float | None = _field(None, "adversarial training: Linf radius, pixels in [0, 1] (MNIST 0.3, CIFAR 8/255)")
+    attack_steps: int = _field(10, "adversarial training: PGD / TRADES steps (fgsm-rs: always 1)")
+    attack_step_size: float | None = _field(None, "adversarial training: step size (default pgd/trades 2.5 * "
+                                                  "eps / steps, fgsm-rs 1.25 * eps)")
+    eps_ramp: int = _field(0, "adversarial training: epochs over which eps grows linearly from 0")
+    trades_beta: float = _field(6.0, "TRADES: weight of the robustness (KL) term")
     image_size: int | None = _field(None, "folder datasets: resize images to this square size")
     classes: str | None = _field(None, "keep only these classes, comma separated (e.g. 5,6,7,8,9), in this order")
     train_per_class: int | None = _field(None, "keep only N training images per class (few-shot; seeded by "
@@ -109,6 +117,12 @@ class TrainConfig:
                f"devices={self.devices}, num_nodes={self.num_nodes}")
         _check(not (self.pretrained and self.weights), "pretrained",
                "either pretrained (hub weights) or weights (a local file), not both", f"both, weights={self.weights}")
+        _check(self.adversarial in (None, "pgd", "fgsm-rs", "trades"), "adversarial",
+               "None, pgd, fgsm-rs or trades", self.adversarial)
+        _check(self.adversarial is None or (self.eps is not None and 0 < self.eps <= 1), "eps",
+               "a radius in (0, 1] with adversarial training", self.eps)
+        _check(self.attack_steps >= 1, "attack_steps", "an integer >= 1", self.attack_steps)
+        _check(0 <= self.eps_ramp < self.epochs, "eps_ramp", f"epochs in [0, epochs={self.epochs})", self.eps_ramp)
         _check(self.trainable_stages is None or self.trainable_stages >= 0, "trainable_stages",
                "None or an integer >= 0", self.trainable_stages)
         _check(self.input_size is None or self.input_size >= 8, "input_size", "None or an integer >= 8",

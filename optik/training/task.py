@@ -65,10 +65,57 @@ class ClassificationTask(L.LightningModule):
         x, y = batch
         if self.augmentation is not None:  # training batches only; back into [0, 1] after brightness
             x = augment(x, self.augmentation, generator=self._aug_generator)[0].clamp_(0, 1)
-        logits = self.model(x.contiguous(memory_format=torch.channels_last))
-        loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.cfg.adversarial:
+            loss = self._adversarial_loss(x, y)
+        else:
+            loss = F.cross_entropy(self.model(x), y, label_smoothing=self.cfg.label_smoothing)
         self._log_train_loss(loss)
         return loss
+
+    # ------------------------------------------------------------------ adversarial training
+    def current_eps(self) -> float:
+        """eps of this step: grows linearly over the first ``eps_ramp`` epochs, then stays at ``eps``."""
+        ramp = self.cfg.eps_ramp * self.steps_per_epoch
+        if not ramp:
+            return self.cfg.eps
+        return self.cfg.eps * min(1.0, (self.global_step + 1) / ramp)
+
+    def _adversarial_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Madry's PGD / Wong's FGSM with random start: cross-entropy on the worst case in the ball. TRADES:
+        cross-entropy on clean images plus beta * KL(clean || adversarial), the adversary maximizing that KL."""
+        from optik.robustness.attacks import PGD
+
+        cfg, eps = self.cfg, self.current_eps()
+        if cfg.adversarial == "trades":
+            x_adv = self._trades_adversary(x, eps)
+            logits = self.model(torch.cat([x, x_adv]))
+            clean, adv = logits[:len(x)], logits[len(x):]
+            kl = F.kl_div(F.log_softmax(adv, 1), F.softmax(clean, 1), reduction="batchmean")
+            return F.cross_entropy(clean, y, label_smoothing=cfg.label_smoothing) + cfg.trades_beta * kl
+        if cfg.adversarial == "fgsm-rs":
+            attack = PGD(self.model, eps=eps, steps=1, alpha=cfg.attack_step_size or 1.25 * eps)
+        else:
+            attack = PGD(self.model, eps=eps, steps=cfg.attack_steps, alpha=cfg.attack_step_size)
+        attack.batch_size = len(x)
+        x_adv = attack.generate(x, y, generator=self._aug_generator)  # in eval mode; train mode comes back
+        return F.cross_entropy(self.model(x_adv), y, label_smoothing=cfg.label_smoothing)
+
+    def _trades_adversary(self, x: torch.Tensor, eps: float) -> torch.Tensor:
+        from optik.robustness.attacks import attack_mode
+
+        steps = self.cfg.attack_steps
+        alpha = self.cfg.attack_step_size or 2.5 * eps / steps
+        with attack_mode(self.model), torch.enable_grad():
+            p_clean = F.softmax(self.model(x), 1).detach()
+            noise = torch.randn(x.shape, generator=self._aug_generator, device=x.device)
+            adv = (x + 0.001 * noise).clamp(0, 1)
+            for _ in range(steps):
+                adv.requires_grad_(True)
+                kl = F.kl_div(F.log_softmax(self.model(adv), 1), p_clean, reduction="sum")
+                g = torch.autograd.grad(kl, adv)[0]
+                adv = torch.min(torch.max(adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+        return adv.detach()
 
     def _log_train_loss(self, loss: torch.Tensor) -> None:
         """Log the mean loss of the last ``log_every_n_steps`` steps, on the steps Lightning writes logs.
@@ -87,6 +134,13 @@ class ClassificationTask(L.LightningModule):
         logits = self.model(x.contiguous(memory_format=torch.channels_last))
         self.val_confusion.update(logits.argmax(dim=1), y)
         self.log("val/loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=len(y))
+        if self.cfg.adversarial:  # robust accuracy under PGD at the full eps, the training attack's steps
+            from optik.robustness.attacks import PGD
+
+            attack = PGD(self.model, eps=self.cfg.eps, steps=max(self.cfg.attack_steps, 10), batch_size=len(x))
+            with torch.no_grad():
+                robust = (self.model(attack.generate(x, y)).argmax(1) == y).float().mean()
+            self.log("val/robust_acc", robust, prog_bar=True, sync_dist=True, batch_size=len(y))
 
     def on_validation_epoch_end(self) -> None:
         cm = self.val_confusion.compute()  # summed over all ranks by torchmetrics

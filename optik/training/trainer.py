@@ -58,6 +58,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
         limit_val_batches=1.0 if has_val else 0,  # no validation split: no validation loop (and no warning)
         log_every_n_steps=log_every,
         deterministic=False,
+        inference_mode=not cfg.adversarial,  # validation attacks the model: it needs gradients
     )
 
 
