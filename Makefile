@@ -9,8 +9,11 @@ STAMP   := $(VENV)/.installed
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# torchattacks is the tests' reference for attacks; its pinned requests~=2.25 would downgrade other packages,
+	# and its attack code needs only torch, so it goes in without its dependencies.
+	$(BIN)/python -m pip install -q --no-deps "torchattacks>=3.5"
 	touch $(STAMP)
 
 demo: $(STAMP)
