@@ -59,15 +59,21 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--standard", help="a standard mnist5k run folder (default: train one)")
     p.add_argument("--out", help="keep the adversarially trained run here")
+    p.add_argument("--evaluate", metavar="RUN", help="skip training: evaluate this adversarially trained run")
     args = p.parse_args()
     torch.set_num_threads(2)
     config = dict(data="mnist5k", adversarial=args.method, eps=args.eps, attack_steps=args.attack_steps,
                   eps_ramp=args.eps_ramp, epochs=args.epochs, augment="none", label_smoothing=0.0)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        robust_run = optik.train(out=args.out or f"{tmp}/adv", progress=False, overwrite=bool(args.out), **config)
-        train_s = time.perf_counter() - start
-        print(json.dumps({"adversarial_training_s": round(train_s, 1)}), flush=True)
+        if args.evaluate:
+            robust_model, train_s = optik.load(args.evaluate), None
+            config = optik.run_info(args.evaluate)["config"]["config"]
+        else:
+            robust_model = optik.train(out=args.out or f"{tmp}/adv", progress=False, overwrite=bool(args.out),
+                                       **config).model
+            train_s = time.perf_counter() - start
+            print(json.dumps({"adversarial_training_s": round(train_s, 1)}), flush=True)
         standard = optik.load(args.standard) if args.standard else \
             optik.train(data="mnist5k", out=f"{tmp}/std", progress=False).model
     ds, splits = _load_splits(make_config(data="mnist5k"))
@@ -76,10 +82,11 @@ def main() -> None:
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:args.n]]
     x = conform(ds.images[idx], standard).float().div(255)
     y = ds.labels[idx]
-    report = {"benchmark": "adversarial_training", "config": config, "train_minutes": round(train_s / 60, 2),
+    report = {"benchmark": "adversarial_training", "config": config,
+              "train_minutes": round(train_s / 60, 2) if train_s else None,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": str(torch.__version__),
               "n": len(y)}
-    report["adversarial"] = evaluate(robust_run.model.eval(), x, y, eps=args.eps, with_reference=True)
+    report["adversarial"] = evaluate(robust_model.eval(), x, y, eps=args.eps, with_reference=True)
     report["standard"] = evaluate(standard.eval(), x, y, eps=args.eps, with_reference=False)
     print(json.dumps(report, indent=2))
 

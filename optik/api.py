@@ -292,8 +292,14 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: Sequence[float] 
     ``attack_options`` go to the attack (``steps``, ``alpha``, ``restarts``, ``confidence``, ...). Returns the
     report (see :func:`optik.robustness.evaluate.robustness_curve`).
     """
+    from optik.robustness.attacks import ATTACKS
     from optik.robustness.evaluate import curve_figure, gallery_figure, pick_gallery_eps, robustness_curve
 
+    method = method.lower()
+    if method not in ATTACKS:
+        raise ConfigError(f"expected --method one of {', '.join(ATTACKS)}, got {method!r}")
+    if not eps or any(e < 0 for e in eps):
+        raise ConfigError(f"expected one or more eps >= 0, got {list(eps)}")
     run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
     cfg = make_config(load_yaml(run / "config.yaml")["config"])
     model = load(run, device=device)
@@ -315,14 +321,7 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: Sequence[float] 
     save_figure(curve_figure(report), out / "robustness.png")
     shown = pick_gallery_eps(report)
     if shown is not None:
-        save_figure(gallery_figure(x.cpu(), _to_cpu(results[shown]), model.classes, eps=shown), out / "gallery.png")
+        save_figure(gallery_figure(x.cpu(), results[shown].to("cpu"), model.classes, eps=shown), out / "gallery.png")
     report["files"] = {k: str(out / f) for k, f in
                        (("json", "robustness.json"), ("curve", "robustness.png"), ("gallery", "gallery.png"))}
     return report
-
-
-def _to_cpu(result):
-    from dataclasses import fields, replace
-
-    return replace(result, **{f.name: getattr(result, f.name).cpu() for f in fields(result)
-                              if isinstance(getattr(result, f.name), torch.Tensor)})

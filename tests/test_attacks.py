@@ -169,6 +169,8 @@ def test_bad_input_gets_a_clear_error(mnist):
         FGSM(model, eps=0.1, targeted=True)(x, y)
     with pytest.raises(ConfigError, match="--method one of"):
         make_attack("deepfool", model, eps=0.1)
+    with pytest.raises(ConfigError, match="fgsm takes no option steps; its options: .*targeted"):
+        make_attack("fgsm", model, eps=0.1, steps=10)
 
 
 # ------------------------------------------------------------------------------------------- runs and training

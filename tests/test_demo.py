@@ -14,3 +14,8 @@ def test_demo_reaches_the_accuracy_bar(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 1000 and metrics["accuracy"] >= 0.985
     assert "test" in result.stdout and "_label" in result.stdout  # the predictions on PNG files were printed
+    robustness = json.loads((out / "attacks" / "pgd" / "robustness.json").read_text())  # the attack step
+    rows = robustness["per_eps"]
+    assert rows[0]["eps"] == 0 and rows[0]["robust_accuracy"] == rows[0]["clean_accuracy"] > 0.98
+    assert rows[-1]["robust_accuracy"] < 0.5  # an undefended CNN at eps 0.2
+    assert (out / "attacks" / "pgd" / "gallery.png").is_file() and "robust acc" in result.stdout

@@ -13,6 +13,8 @@ Every attack shares one contract, enforced by :class:`Attack`, not by each subcl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -43,6 +45,10 @@ class AttackResult:
     adv_logits: torch.Tensor
     y: torch.Tensor
     target: torch.Tensor | None = None
+
+    def to(self, device: str | torch.device) -> "AttackResult":
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), torch.Tensor)})
 
     def norms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image L2 and Linf norms of ``adv - x``."""
@@ -390,18 +396,28 @@ class APGD(Attack):
         return (x + self.eps * t / (t.flatten(1).norm(dim=1)[:, None, None, None] + 1e-12)).clamp(0, 1)
 
     def _checkpoints(self) -> list[int]:
-        p = [0.0, 0.22]
-        while p[-1] < 1:
-            p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-        return sorted({math.ceil(q * self.steps) for q in p[1:] if q < 1})
+        """Iterations after which step sizes are reviewed: the first after 22 % of the iterations, then intervals
+        shrinking by 3 % down to 6 % (integer arithmetic, as the reference implementation)."""
+        k, k_min, decrease = max(int(0.22 * self.steps), 1), max(int(0.06 * self.steps), 1), \
+            max(int(0.03 * self.steps), 1)
+        points, t = [], 0
+        while t + k <= self.steps:
+            t += k
+            points.append(t)
+            k = max(k - decrease, k_min)
+        return points
 
-    def _run(self, x, y, target):
+    def _run(self, x, y, target, *, any_error: bool = False):
+        """One APGD run; ``any_error`` counts any misclassification as a success (APGD-T's targeted runs)."""
         n = len(x)
         view = (n, 1, 1, 1)
         adv = self._start(x)
+        def success(logits):
+            return logits.argmax(1) != y if any_error else self._success(logits, y, target)
+
         logits, loss, grad = self._loss_grad(adv, y, target)
-        best_adv = torch.where(self._success(logits, y, target)[:, None, None, None], adv, x)
-        found = self._success(logits, y, target)
+        found = success(logits)
+        best_adv = torch.where(found[:, None, None, None], adv, x)
         x_best, loss_best, grad_best = adv.clone(), loss.clone(), grad.clone()
         step_size = torch.full(view, 2.0 * self.eps, device=x.device, dtype=x.dtype)
         checkpoints = self._checkpoints()
@@ -418,7 +434,7 @@ class APGD(Attack):
                 adv_old, adv = adv, new
             logits, loss, grad = self._loss_grad(adv, y, target)
             with torch.no_grad():
-                ok = self._success(logits, y, target)
+                ok = success(logits)
                 best_adv = torch.where((ok & ~found)[:, None, None, None], adv, best_adv)
                 found |= ok
                 increases += (loss > previous_loss).float()
@@ -429,7 +445,7 @@ class APGD(Attack):
                 loss_best = torch.where(better, loss, loss_best)
                 if i + 1 in checkpoints:
                     interval = i + 1 - last_check
-                    oscillating = increases < self.rho * interval
+                    oscillating = increases <= self.rho * interval
                     stuck = (step_size.view(-1) == step_size_last.view(-1)) & (loss_best <= loss_best_last)
                     halve = oscillating | stuck
                     step_size_last = step_size.clone()
@@ -480,7 +496,7 @@ class APGDT(Attack):
                 break
             tgt = order[todo, j]
             tgt = torch.where(tgt == y[todo], order[todo, 0], tgt)  # the true class is never a target
-            adv, _ = inner._run(x[todo], y[todo], tgt)
+            adv, _ = inner._run(x[todo], y[todo], tgt, any_error=True)
             with torch.no_grad():
                 fooled = self.model(adv).argmax(dim=1) != y[todo]
             best[todo[fooled]] = adv[fooled]
@@ -528,4 +544,10 @@ def make_attack(method: str, model: nn.Module, *, eps: float | None, **kw) -> At
         raise ConfigError(f"expected --method one of {', '.join(ATTACKS)}, got {method!r}")
     if key == "pgd-l2":
         kw.setdefault("norm", "l2")
-    return ATTACKS[key](model, eps=eps, **kw)
+    cls = ATTACKS[key]
+    accepted = {p for c in cls.__mro__ if "__init__" in vars(c)
+                for p in inspect.signature(c.__init__).parameters} - {"self", "model", "kw"}
+    unknown = sorted(set(kw) - accepted)
+    if unknown:
+        raise ConfigError(f"{method} takes no option {', '.join(unknown)}; its options: {', '.join(sorted(accepted))}")
+    return cls(model, eps=eps, **kw)

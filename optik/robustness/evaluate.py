@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optik.robustness.attacks import AttackResult, CarliniWagnerL2, FGSM, attack_mode, make_attack
+from optik.robustness.attacks import FGSM, AttackResult, attack_mode, make_attack
 
 ITERATIVE = {"pgd", "pgd-l2", "apgd", "apgd-t", "strong"}
 TOLERANCE = 0.005  # half a point: differences below this are noise on 1,000 images, not a finding
@@ -68,7 +68,7 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, meth
     results: dict[float, AttackResult] = {}
     rows = []
     if method == "cw":
-        full = CarliniWagnerL2(model, batch_size=batch_size, seed=seed, **attack_kw)(x, y)
+        full = make_attack("cw", model, eps=None, batch_size=batch_size, seed=seed, **attack_kw)(x, y)
         l2 = full.norms(x)["l2"]
         for e in eps:
             within = full.success & (l2 <= e + 1e-6)
@@ -149,7 +149,12 @@ def gallery_figure(x: torch.Tensor, result: AttackResult, classes: Sequence[str]
     idx = (clean_ok & result.success).nonzero().flatten()
     if not len(idx):
         idx = clean_ok.nonzero().flatten()
-    idx = idx[:max_examples].tolist()
+    seen, picked = set(), []
+    for i in idx.tolist():  # one image per true class first: splits are often sorted by class
+        if int(y[i]) not in seen:
+            seen.add(int(y[i]))
+            picked.append(i)
+    idx = (picked + [i for i in idx.tolist() if i not in picked])[:max_examples]
     rows = max(1, len(idx))
     fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False, constrained_layout=True)
     p_clean = F.softmax(result.clean_logits.float(), 1)
