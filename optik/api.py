@@ -187,18 +187,24 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
     Writes ``metrics.json`` and ``figures/confusion_matrix.png`` into the run folder for the run's own test split
     with default options, else into ``evaluations/<data>-<split>/`` inside it. Returns the report.
     """
+    run, saved, model, ds, splits = _run_and_split(run, split, strict=strict, **({"data": data} if data else {}))
+    if ds.classes != model.classes:
+        raise DataError(f"the model was trained on classes {model.classes}, but {ds.name!r} has {ds.classes}")
+    default = data in (None, saved.data) and split == "test" and positive is None and threshold == 0.5
+    out = run if default else run / "evaluations" / f"{Path(data or saved.data).name}-{split}"
+    return _evaluate_split(model, ds, splits, split, out, positive=positive, threshold=threshold)
+
+
+def _run_and_split(run: str | os.PathLike, split: str, *, device: str | torch.device = "cpu", **overrides: Any):
+    """A finished run's folder, saved config, model, and its data (``overrides`` on the saved config), checking
+    that ``split`` exists: what evaluating or attacking a run starts with."""
     run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
-    saved = load_yaml(run / "config.yaml")
-    cfg = make_config(saved["config"], strict=strict, **({"data": data} if data else {}))
-    model = load(run)
-    ds, splits = _load_splits(cfg)
+    saved = make_config(load_yaml(run / "config.yaml")["config"])
+    model = load(run, device=device)
+    ds, splits = _load_splits(make_config(saved, **overrides))
     if split not in splits:
         raise ConfigError(f"expected --split to be one of {sorted(splits)}, got {split!r}")
-    if ds.classes != model.classes:
-        raise DataError(f"the model was trained on classes {model.classes}, but {cfg.data!r} has {ds.classes}")
-    default = data in (None, saved["config"]["data"]) and split == "test" and positive is None and threshold == 0.5
-    out = run if default else run / "evaluations" / f"{Path(cfg.data).name}-{split}"
-    return _evaluate_split(model, ds, splits, split, out, positive=positive, threshold=threshold)
+    return run, saved, model, ds, splits
 
 
 def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: str, out: Path, *,
@@ -300,14 +306,9 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: Sequence[float] 
         raise ConfigError(f"expected --method one of {', '.join(ATTACKS)}, got {method!r}")
     if not eps or any(e < 0 for e in eps):
         raise ConfigError(f"expected one or more eps >= 0, got {list(eps)}")
-    run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
-    cfg = make_config(load_yaml(run / "config.yaml")["config"])
-    model = load(run, device=device)
-    ds, splits = _load_splits(cfg)
-    if split not in splits:
-        raise ConfigError(f"expected --split to be one of {sorted(splits)}, got {split!r}")
     if n is not None and n < 1:
         raise ConfigError(f"expected --n >= 1 (or all), got {n}")
+    run, _, model, ds, splits = _run_and_split(run, split, device=device)
     idx = splits[split]
     if n and n < len(idx):  # a seeded random subset: splits are sorted, and datasets often sorted by class
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
