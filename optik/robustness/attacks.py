@@ -520,10 +520,10 @@ class Strong(Attack):
         first.generator = self.generator
         best = first.perturb(x, y, None)
         with torch.no_grad():
-            robust = (self.model(best).argmax(dim=1) == y).nonzero().flatten()
+            logits = self.model(best)
+        robust = (logits.argmax(dim=1) == y).nonzero().flatten()
         if len(robust):
-            with torch.no_grad():
-                k = self.model(x[:1]).shape[1]
+            k = logits.shape[1]
             second = APGDT(self.model, **common) if k >= 4 else APGD(self.model, loss="dlr", **common)
             second.generator = self.generator
             adv = second.perturb(x[robust], y[robust], None)
