@@ -214,3 +214,119 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"expected a mapping of keys to values in {str(path)!r}, got {type(values).__name__}")
     return values
+
+
+GAN_LOSSES = ("nonsaturating", "minimax", "hinge")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerativeConfig:
+    """What `optik gan train` and `optik vae train` share; saved resolved into the run's ``config.yaml``."""
+
+    data: str = _field("mnist5k", "a dataset name (`optik datasets`) or a folder / CSV manifest path")
+    classes: str | None = _field(None, "keep only these classes, comma separated")
+    image_size: int | None = _field(None, "folder datasets: resize images to this square size")
+    epochs: int | None = _field(None, "passes over the training split (default 30, or unlimited with "
+                                      "max_minutes)")
+    max_minutes: float | None = _field(None, "wall-clock training budget in minutes (stops mid-epoch)")
+    batch_size: int = _field(64, "images per step")
+    latent_dim: int = _field(64, "size of the latent code z")
+    width: int = _field(32, "channels of the widest-resolution stage; inner stages 2x, 4x, ...")
+    lr: float = _field(2e-4, "Adam learning rate (the generator's, for GANs)")
+    beta1: float = _field(0.5, "Adam beta1")
+    beta2: float = _field(0.999, "Adam beta2")
+    quality_every: int = _field(1, "epochs between sample-quality checks (FID on the train split); 0 = never")
+    quality_samples: int = _field(1000, "generated images per sample-quality check")
+    features: str | None = _field(None, "feature extractor for FID/KID: an optik classification run folder, or "
+                                        "inception:PATH (torchvision Inception-v3 weights); default: an optik CNN "
+                                        "trained once on the same data and cached")
+    keep: str = _field("best", "weights saved as the model: best (lowest FID seen) | last")
+    val_fraction: float = _field(0.1, "of the non-test images")
+    test_fraction: float = _field(0.2, "for datasets without a fixed test split")
+    split_seed: int = _field(0, "fixes the train/val/test split independently of `seed`")
+    seed: int = _field(0, "initialization, latent codes, augmentation")
+    precision: str = _field("32", "32 | bf16-mixed | 16-mixed | 64")
+    accelerator: str = _field("auto", "auto | cpu | gpu | mps")
+    devices: int = _field(1, "processes / GPUs (data parallel when > 1)")
+    strict: bool = _field(False, "a corrupt image stops loading instead of being skipped with a warning")
+
+    def __post_init__(self) -> None:
+        _check(self.epochs is None or self.epochs >= 1, "epochs", "None or an integer >= 1", self.epochs)
+        _check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "None or minutes > 0",
+               self.max_minutes)
+        _check(self.batch_size >= 2, "batch_size", "an integer >= 2", self.batch_size)
+        _check(self.latent_dim >= 1, "latent_dim", "an integer >= 1", self.latent_dim)
+        _check(self.width >= 1, "width", "an integer >= 1", self.width)
+        _check(self.lr > 0, "lr", "a learning rate > 0", self.lr)
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "values in [0, 1)",
+               (self.beta1, self.beta2))
+        _check(self.quality_every >= 0, "quality_every", "epochs >= 0", self.quality_every)
+        _check(self.quality_samples >= 2, "quality_samples", "an integer >= 2", self.quality_samples)
+        _check(self.keep in ("best", "last"), "keep", "best or last", self.keep)
+        _check(self.keep == "last" or self.quality_every > 0, "keep",
+               "last when quality_every is 0 (best needs sample-quality checks)", self.keep)
+        _check(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
+        _check(0 < self.test_fraction < 1, "test_fraction", "a fraction in (0, 1)", self.test_fraction)
+        _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
+        _check(self.devices >= 1, "devices", "an integer >= 1", self.devices)
+        _check(self.image_size is None or self.image_size >= 8, "image_size", "None or an integer >= 8",
+               self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def max_epochs(self) -> int:
+        return self.epochs or (1_000_000 if self.max_minutes else 30)
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig(GenerativeConfig):
+    """`optik gan train`: a DCGAN with the options of current practice (see docs/generative.md)."""
+
+    loss: str = _field("nonsaturating", "nonsaturating | minimax (the lecture's objective) | hinge")
+    d_norm: str = _field("bn", "discriminator normalization: bn (DCGAN) | sn (spectral norm) | none")
+    d_width: int | None = _field(None, "discriminator width (default: width)")
+    d_lr: float | None = _field(None, "discriminator learning rate (two-timescale; default: lr)")
+    r1_gamma: float = _field(0.0, "R1 penalty weight on real images (Mescheder et al. 2018); 0 = off")
+    ema_half_life: float = _field(10_000, "generator weight average: half-life in images; 0 = off")
+    ema_rampup: float | None = _field(0.05, "EMA half-life at most this x images seen (None: no ramp-up)")
+    conditional: bool = _field(False, "class-conditional generator and projection discriminator")
+    diffaugment: str = _field("", "DiffAugment ops for the discriminator's inputs: color,translation,cutout")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.loss in GAN_LOSSES, "loss", f"one of {', '.join(GAN_LOSSES)}", self.loss)
+        _check(self.d_norm in ("bn", "sn", "none"), "d_norm", "bn, sn or none", self.d_norm)
+        _check(self.d_width is None or self.d_width >= 1, "d_width", "None or an integer >= 1", self.d_width)
+        _check(self.d_lr is None or self.d_lr > 0, "d_lr", "None or a learning rate > 0", self.d_lr)
+        _check(self.r1_gamma >= 0, "r1_gamma", "a weight >= 0", self.r1_gamma)
+        _check(self.ema_half_life >= 0, "ema_half_life", "images >= 0", self.ema_half_life)
+        _check(self.ema_rampup is None or self.ema_rampup > 0, "ema_rampup", "None or a factor > 0",
+               self.ema_rampup)
+        ops = [o for o in self.diffaugment.split(",") if o.strip()]
+        _check(all(o.strip() in ("color", "translation", "cutout") for o in ops), "diffaugment",
+               "a comma-separated subset of color, translation, cutout", self.diffaugment)
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig(GenerativeConfig):
+    """`optik vae train`: a convolutional VAE trained on the ELBO."""
+
+    lr: float = _field(1e-3, "Adam learning rate")
+    beta1: float = _field(0.9, "Adam beta1")
+    latent_dim: int = _field(16, "size of the latent code z")
+    hidden: int = _field(256, "units of the fully connected layer on each side")
+    likelihood: str = _field("bernoulli", "bernoulli (cross-entropy on pixels) | gaussian")
+    sigma: float | None = _field(None, "gaussian: the fixed pixel standard deviation (default: learned)")
+    beta: float = _field(1.0, "weight of the KL term (beta-VAE, Higgins et al. 2017); -ELBO is reported at 1")
+    kl_warmup: int = _field(0, "steps over which the KL weight grows linearly from 0 to beta")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.likelihood in LIKELIHOODS, "likelihood", f"one of {', '.join(LIKELIHOODS)}", self.likelihood)
+        _check(self.sigma is None or self.sigma > 0, "sigma", "None or a standard deviation > 0", self.sigma)
+        _check(self.beta >= 0, "beta", "a weight >= 0", self.beta)
+        _check(self.kl_warmup >= 0, "kl_warmup", "steps >= 0", self.kl_warmup)
+        _check(self.hidden >= 1, "hidden", "an integer >= 1", self.hidden)

@@ -90,3 +90,49 @@ class ResumeHint(L.Callback):
 
         print(f"\noptik train: stopped by {type(exception).__name__}; {where}. "
               f"Continue with: optik train --resume {self.run}", file=sys.stderr)
+
+
+class SampleMonitor(L.Callback):
+    """For generative tasks, at the end of every training epoch: a grid of samples from fixed codes in TensorBoard,
+    and every ``every`` epochs the FID of ``n`` samples against reference features, logged as ``quality/fid``
+    (what ``keep=best`` monitors: GANs often end worse than their best epoch).
+
+    Args:
+        extractor: a feature module (pixels in [0, 1] -> ``N x D``), or None for grids only.
+        reference: :class:`optik.generative.metrics.FeatureStats` of the real images (the training split).
+        every: epochs between FID checks (0: never); the last epoch is always checked.
+        n: generated images per check; ``seed``: fixes their codes, so epochs are compared on the same codes.
+    """
+
+    def __init__(self, extractor, reference, *, every: int, n: int, seed: int, grid: int = 64):
+        self.extractor, self.reference, self.every, self.n, self.seed, self.grid = \
+            extractor, reference, every, n, seed, grid
+        self.history: list[dict] = []
+
+    def setup(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        if self.extractor is not None:
+            self.extractor.to(task.device)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        from optik.core.seed import generator
+        from optik.generative.metrics import FeatureStats, extract_features, frechet_distance
+
+        epoch = trainer.current_epoch
+        model = task.generative_model().to(task.device)
+        last = trainer.should_stop or epoch + 1 >= trainer.max_epochs
+        if self.extractor is not None and self.every and ((epoch + 1) % self.every == 0 or last):
+            x = model.sample(self.n, generator=generator(self.seed, "quality"))
+            stats = FeatureStats.from_features(extract_features(self.extractor, x))
+            import warnings
+
+            with warnings.catch_warnings():  # fewer samples than features only biases the score: said in docs
+                warnings.simplefilter("ignore", UserWarning)
+                fid = frechet_distance(stats, self.reference)
+            task.log("quality/fid", fid, prog_bar=True)
+            self.history.append({"epoch": epoch, "step": int(trainer.global_step), "fid": fid})
+        writer = getattr(trainer.logger, "experiment", None) if trainer.is_global_zero and trainer.logger else None
+        if writer is not None:
+            from torchvision.utils import make_grid
+
+            x = model.sample(self.grid, generator=generator(self.seed, "grid"))
+            writer.add_image("samples", make_grid(x.cpu(), nrow=int(self.grid ** 0.5), padding=1), epoch)

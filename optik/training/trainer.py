@@ -86,3 +86,36 @@ def load_task_weights(model: Classifier, ckpt: Path) -> None:
     state = safe_torch_load(ckpt)["state_dict"]
     state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     model.load_state_dict(state)
+
+
+def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume: bool, progress: bool,
+                   monitor: L.Callback | None) -> L.Trainer:
+    """Train a GAN / VAE task; ``checkpoints/best.ckpt`` holds the epoch of lowest ``quality/fid`` when
+    ``monitor`` checks it, ``last.ckpt`` the end (of the epochs or of the ``max_minutes`` budget)."""
+    import datetime as _dt
+
+    has_val = len(datamodule.splits.get("val", ())) > 0 and hasattr(task, "validation_step")
+    best = cfg.keep == "best" and monitor is not None and monitor.every > 0
+    callbacks = [ModelCheckpoint(dirpath=run / CHECKPOINTS, filename="best", monitor="quality/fid" if best else None,
+                                 mode="min", save_last=True, save_top_k=1, enable_version_counter=False),
+                 ResumeHint(run), *([monitor] if monitor is not None else [])]
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    steps = datamodule.steps_per_epoch(cfg.devices)
+    trainer = L.Trainer(
+        default_root_dir=run, max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
+        precision=cfg.precision,
+        max_time=_dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
+        logger=TensorBoardLogger(save_dir=str(run), name="tensorboard", version="", default_hp_metric=False),
+        callbacks=callbacks, plugins=[SafeCheckpointIO()], enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
+        log_every_n_steps=max(1, min(10, steps)), deterministic=False,
+    )
+    last = run / CHECKPOINTS / "last.ckpt"
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+    if best and (run / CHECKPOINTS / "best.ckpt").is_file():
+        state = safe_torch_load(run / CHECKPOINTS / "best.ckpt")["state_dict"]
+        task.load_state_dict(state)
+    return trainer

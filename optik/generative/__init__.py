@@ -1,0 +1,1 @@
+"""Generative models: DCGAN and VAE modules, their losses, sampling and interpolation, and sample quality."""
