@@ -21,9 +21,9 @@ def _console():
 
 
 # ------------------------------------------------------------------------------------------------ train flags
-def _add_config_flags(p: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
-    """One flag per TrainConfig field (``--batch-size``), defaulting to 'not given' so YAML values survive."""
-    for f in dataclasses.fields(TrainConfig):
+def _add_config_flags(p: argparse.ArgumentParser, only: Sequence[str] | None = None, *, schema=TrainConfig) -> None:
+    """One flag per config field (``--batch-size``), defaulting to 'not given' so YAML values survive."""
+    for f in dataclasses.fields(schema):
         if only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
@@ -34,8 +34,8 @@ def _add_config_flags(p: argparse.ArgumentParser, only: Sequence[str] | None = N
             p.add_argument(flag, default=None, metavar=f.name.upper(), help=help_)
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+def _overrides(args: argparse.Namespace, schema=TrainConfig) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(schema) if getattr(args, f.name) is not None}
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -180,6 +180,65 @@ def print_robustness(report: dict, con) -> None:
         con.print(f"written: {report['files']['json']}, robustness.png, gallery.png")
 
 
+def cmd_generative_train(args) -> None:
+    from optik import generative_api as gen
+
+    train = gen.train_gan if args.kind == "gan" else gen.train_vae
+    result = train(args.config, out=args.out, overwrite=args.overwrite, resume=args.resume,
+                   progress=not args.no_progress, **_overrides(args, gen.KINDS[args.kind]))
+    con = _console()
+    print_quality(result.metrics, con)
+    con.print(f"run folder: [bold]{result.run_dir}[/]  (optik sample {result.run_dir} --n 64 --out grid.png)")
+
+
+def print_quality(m: dict, con) -> None:
+    """The sample-quality block of a generative run's metrics (or of `optik quality`)."""
+    q = m.get("test", m)
+    if "fid" in q:
+        floor = m.get("fid_floor_train_vs_test")
+        con.print(f"sample quality, {q['n_fake']} samples vs {q['n_real']} test images: FID [bold]{q['fid']:.3f}[/]"
+                  + (f" (floor, train vs test images: {floor:.3f})" if floor is not None else "")
+                  + f"  KID {q['kid_mean']:.4f} +- {q['kid_std']:.4f}  precision {q['precision']:.3f}  "
+                    f"recall {q['recall']:.3f}")
+        hist = q.get("class_histogram")
+        if hist:
+            shares = "  ".join(f"{c} {v:.1%}" for c, v in hist["fractions"].items())
+            con.print(f"classes of the samples (feature classifier): {shares}")
+            if hist["missing"]:
+                con.print(f"[yellow]warning:[/] classes under {hist['min_fraction']:.0%} of the samples: "
+                          f"{', '.join(hist['missing'])} (mode collapse)")
+    if "test_neg_elbo" in m:
+        e = m["test_neg_elbo"]
+        con.print(f"test -ELBO [bold]{e['neg_elbo']:.2f}[/] nats per image (reconstruction {e['nll']:.2f} + KL "
+                  f"{e['kl']:.2f})")
+
+
+def cmd_sample(args) -> None:
+    from optik import generative_api as gen
+
+    labels = [int(v) for v in args.labels.split(",")] if args.labels else None
+    x = gen.sample(args.run, n=args.n, out=args.out, seed=args.seed, labels=labels, temperature=args.temperature)
+    print(f"{len(x)} samples written to {args.out}")
+
+
+def cmd_interpolate(args) -> None:
+    from optik import generative_api as gen
+
+    out = gen.interpolate(args.run, out=args.out, method=args.method, rows=args.rows, steps=args.steps,
+                          seed=args.seed)
+    print(f"interpolation written to {out}")
+
+
+def cmd_quality(args) -> None:
+    from optik import generative_api as gen
+
+    report = gen.quality(args.run, n=args.n or None, features=args.features, seed=args.seed)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_quality(report, _console())
+
+
 def cmd_demo(args) -> None:
     from optik.demo import run_demo
 
@@ -218,7 +277,7 @@ def _print_report(report: dict, con) -> None:
 
 # ------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="optik", description="Classify and evaluate images with PyTorch.")
+    p = argparse.ArgumentParser(prog="optik", description="Classify and evaluate images, attack and defend models, train GANs and VAEs, with PyTorch.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("datasets", help="list built-in and downloadable datasets")
@@ -287,6 +346,46 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ...")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_attack)
+
+    from optik.core.config import GANConfig, VAEConfig
+
+    for kind, schema, what in (("gan", GANConfig, "a DCGAN"), ("vae", VAEConfig, "a convolutional VAE")):
+        s = sub.add_parser(kind, help=f"train {what} (`optik {kind} train --help`)")
+        g = s.add_subparsers(dest=f"{kind}_command", required=True, metavar="SUBCOMMAND")
+        s = g.add_parser("train", help=f"train {what} into a run folder; FID, KID, precision/recall at the end")
+        s.add_argument("--config", help="YAML file of config keys; flags override it")
+        s.add_argument("--out", help="run folder (default: a new folder under runs/)")
+        s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+        s.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+        s.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _add_config_flags(s, schema=schema)
+        s.set_defaults(func=cmd_generative_train, kind=kind)
+
+    s = sub.add_parser("sample", help="images from a trained GAN or VAE: a PNG grid or a .npz of uint8 arrays")
+    s.add_argument("run")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--out", default="samples.png", help="grid.png, or samples.npz (uint8 N x C x H x W)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--labels", help="conditional GANs: comma-separated class indices (default: balanced)")
+    s.add_argument("--temperature", type=float, default=1.0, help="scale of the latent codes (1 = the prior)")
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("interpolate", help="paths through a GAN's or VAE's latent space (VAE: between test images)")
+    s.add_argument("run")
+    s.add_argument("--out", default="interpolation.png")
+    s.add_argument("--method", default="slerp", choices=("slerp", "lerp"))
+    s.add_argument("--rows", type=int, default=8)
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_interpolate)
+
+    s = sub.add_parser("quality", help="FID, KID, precision/recall and class histogram of a GAN / VAE run")
+    s.add_argument("run")
+    s.add_argument("--n", type=int, default=0, help="test images to compare with (0: all)")
+    s.add_argument("--features", help="an optik classification run, or inception:PATH (default: the run's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_quality)
 
     s = sub.add_parser("demo", help="train, evaluate and predict on built-in mnist5k in a few minutes")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")

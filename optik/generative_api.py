@@ -5,6 +5,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,10 +162,17 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
     monitor = SampleMonitor(extractor, reference, every=cfg.quality_every, n=cfg.quality_samples, seed=cfg.seed)
     datamodule = TensorDataModule(ds, splits if kind == "vae" else {**splits, "val": splits["train"][:0]},
                                   batch_size=cfg.batch_size, seed=cfg.seed)
-    fit_generative(task, datamodule, cfg, run, resume=resume is not None, progress=progress, monitor=monitor)
+    start, batches_before = time.perf_counter(), int(task.batches_done)
+    trainer = fit_generative(task, datamodule, cfg, run, resume=resume is not None, progress=progress,
+                             monitor=monitor)
+    seconds = time.perf_counter() - start
     model = task.generative_model().cpu()
     save_generative(model, run)
     metrics = _final_metrics(model, task, ds, splits, extractor, classifier, cfg)
+    metrics["training"] = {"epochs": trainer.current_epoch,
+                           "steps": int(task.batches_done), "images_seen": int(task.images_seen),
+                           "seconds_this_session": round(seconds, 2),
+                           "steps_per_second": round((int(task.batches_done) - batches_before) / seconds, 2)}
     metrics["quality_history"] = monitor.history
     write_json(run / "metrics.json", metrics)
     _write_figures(model, ds, splits, run, seed=cfg.seed)

@@ -236,6 +236,8 @@ class GenerativeConfig:
     lr: float = _field(2e-4, "Adam learning rate (the generator's, for GANs)")
     beta1: float = _field(0.5, "Adam beta1")
     beta2: float = _field(0.999, "Adam beta2")
+    schedule: str = _field("constant", "learning rate: constant | cosine (to 0 at the last epoch, or at the end of "
+                                       "max_minutes: then measured in time)")
     quality_every: int = _field(1, "epochs between sample-quality checks (FID on the train split); 0 = never")
     quality_samples: int = _field(1000, "generated images per sample-quality check")
     features: str | None = _field(None, "feature extractor for FID/KID: an optik classification run folder, or "
@@ -261,6 +263,7 @@ class GenerativeConfig:
         _check(self.lr > 0, "lr", "a learning rate > 0", self.lr)
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "values in [0, 1)",
                (self.beta1, self.beta2))
+        _check(self.schedule in ("constant", "cosine"), "schedule", "constant or cosine", self.schedule)
         _check(self.quality_every >= 0, "quality_every", "epochs >= 0", self.quality_every)
         _check(self.quality_samples >= 2, "quality_samples", "an integer >= 2", self.quality_samples)
         _check(self.keep in ("best", "last"), "keep", "best or last", self.keep)
@@ -285,11 +288,12 @@ class GenerativeConfig:
 class GANConfig(GenerativeConfig):
     """`optik gan train`: a DCGAN with the options of current practice (see docs/generative.md)."""
 
+    lr: float = _field(1e-3, "Adam learning rate of the generator (and of the discriminator unless d_lr)")
     loss: str = _field("nonsaturating", "nonsaturating | minimax (the lecture's objective) | hinge")
-    d_norm: str = _field("bn", "discriminator normalization: bn (DCGAN) | sn (spectral norm) | none")
+    d_norm: str = _field("none", "discriminator normalization: none (with R1) | bn (DCGAN) | sn (spectral norm)")
     d_width: int | None = _field(None, "discriminator width (default: width)")
     d_lr: float | None = _field(None, "discriminator learning rate (two-timescale; default: lr)")
-    r1_gamma: float = _field(0.0, "R1 penalty weight on real images (Mescheder et al. 2018); 0 = off")
+    r1_gamma: float = _field(1.0, "R1 penalty weight on real images (Mescheder et al. 2018); 0 = off")
     ema_half_life: float = _field(10_000, "generator weight average: half-life in images; 0 = off")
     ema_rampup: float | None = _field(0.05, "EMA half-life at most this x images seen (None: no ramp-up)")
     conditional: bool = _field(False, "class-conditional generator and projection discriminator")

@@ -167,6 +167,9 @@ def load_generative(folder: str | os.PathLike, *, map_location: str | torch.devi
     from optik.models.io import load_weights
 
     folder = Path(folder)
+    if not folder.is_dir():
+        raise RunError(f"expected a run folder of `optik gan train` / `optik vae train`, got {str(folder)!r}, "
+                       f"which does not exist")
     for name in (META, WEIGHTS):
         if not (folder / name).is_file():
             raise RunError(f"expected a generative run folder with {META} and {WEIGHTS}, but {str(folder)!r} has "

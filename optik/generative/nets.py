@@ -137,22 +137,23 @@ class VAE(nn.Module):
     """
 
     def __init__(self, *, latent_dim: int, channels: int, image_size: Sequence[int], width: int = 32,
-                 hidden: int = 256):
+                 hidden: int = 256, batchnorm: bool = True):
         super().__init__()
         stages, (h, w) = upsampling_stages(image_size)
         widths = _widths(width, stages)
         self.latent_dim = latent_dim
+        norm = nn.BatchNorm2d if batchnorm else (lambda c: nn.Identity())
         enc, c_in = [], channels
         for c_out in widths[::-1]:
-            enc += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+            enc += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not batchnorm), norm(c_out), nn.LeakyReLU(0.2, True)]
             c_in = c_out
         flat = widths[0] * h * w
         self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(flat, hidden), nn.LeakyReLU(0.2, True),
                                      nn.Linear(hidden, 2 * latent_dim))
-        dec = [nn.Linear(latent_dim, hidden), nn.ReLU(True), nn.Linear(hidden, flat, bias=False),
-               nn.Unflatten(1, (widths[0], h, w)), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        dec = [nn.Linear(latent_dim, hidden), nn.ReLU(True), nn.Linear(hidden, flat, bias=not batchnorm),
+               nn.Unflatten(1, (widths[0], h, w)), norm(widths[0]), nn.ReLU(True)]
         for c_in, c_out in zip(widths, widths[1:]):
-            dec += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            dec += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=not batchnorm), norm(c_out), nn.ReLU(True)]
         dec.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))
         self.decoder = nn.Sequential(*dec)
 

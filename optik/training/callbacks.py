@@ -109,6 +109,12 @@ class SampleMonitor(L.Callback):
             extractor, reference, every, n, seed, grid
         self.history: list[dict] = []
 
+    def state_dict(self) -> dict:
+        return {"history": self.history}  # kept in the checkpoints: a resumed run reports its whole history
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state.get("history", []))
+
     def setup(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
         if self.extractor is not None:
             self.extractor.to(task.device)

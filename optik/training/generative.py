@@ -26,6 +26,8 @@ class _GenerativeTask(L.LightningModule):
         self.common = {"latent_dim": cfg.latent_dim, "channels": channels,
                        "image_size": [int(s) for s in image_size], "classes": self.classes}
         self._noise: torch.Generator | None = None
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))  # all ranks, in checkpoints
+        self.register_buffer("batches_done", torch.zeros((), dtype=torch.long))
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._steps = 0
 
@@ -36,6 +38,27 @@ class _GenerativeTask(L.LightningModule):
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=self._noise).to(self.device, non_blocking=True)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.batches_done += 1
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.cfg.schedule == "cosine":  # lr = base * (1 + cos(pi * progress)) / 2, down to 0 at the end
+            factor = 0.5 * (1 + math.cos(math.pi * min(1.0, self.progress())))
+            opts = self.optimizers()
+            for opt in opts if isinstance(opts, list) else [opts]:
+                for group in opt.param_groups:
+                    group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
+
+    def progress(self) -> float:
+        """The share of training done: time elapsed over ``max_minutes`` under a wall-clock budget (so a cosine
+        schedule ends with the budget; not bit-reproducible), else batches over all planned batches."""
+        if self.cfg.max_minutes:
+            from lightning.pytorch.callbacks import Timer
+
+            timer = next(c for c in self.trainer.callbacks if isinstance(c, Timer))
+            return timer.time_elapsed("train") / (60 * self.cfg.max_minutes)
+        return int(self.batches_done) / max(1, self.trainer.max_epochs * self.trainer.num_training_batches)
 
     def _log_sparse(self, **values: torch.Tensor) -> None:
         """Log the means over the last ``log_every_n_steps`` steps (``self.log`` costs ~2 ms a call on CPU)."""
@@ -66,7 +89,6 @@ class GANTask(_GenerativeTask):
         self.D = Discriminator(channels=channels, image_size=image_size, width=cfg.d_width or cfg.width,
                                norm=cfg.d_norm, num_classes=k)
         self.ema = EMA(self.G) if cfg.ema_half_life else None
-        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self.ops = [o.strip() for o in cfg.diffaugment.split(",") if o.strip()]
 
     def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -144,12 +166,13 @@ class VAETask(_GenerativeTask):
 
     def kl_weight(self) -> float:
         warm = self.cfg.kl_warmup
-        return self.cfg.beta * (min(1.0, (self.global_step + 1) / warm) if warm else 1.0)
+        return self.cfg.beta * (min(1.0, (int(self.batches_done) + 1) / warm) if warm else 1.0)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, _ = batch
         nll, kl = self._elbo_terms(x, self.randn(len(x), self.cfg.latent_dim))
         loss = (nll + self.kl_weight() * kl).mean()
+        self.images_seen += len(x) * self.trainer.world_size
         self._log_sparse(loss=loss, neg_elbo=(nll + kl).mean())
         return loss
 

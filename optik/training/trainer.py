@@ -103,6 +103,7 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
         callbacks.append(RichProgressBar(leave=True))
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=".*`val_dataloader` but have no `validation_step`.*")  # GANs
     steps = datamodule.steps_per_epoch(cfg.devices)
     trainer = L.Trainer(
         default_root_dir=run, max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
