@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from optik.core.config import TrainConfig, from_dict, load_yaml
+from optik.core.config import TrainConfig, load_yaml, resolve_config
 from optik.core.errors import ConfigError, DataError, RunError
 from optik.core.images import resize_uint8
 from optik.core.io import new_run_dir, read_json, require_run_dir, write_json, write_yaml
@@ -43,18 +43,7 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------------ config
 def make_config(config: str | os.PathLike | dict | TrainConfig | None = None, **overrides: Any) -> TrainConfig:
     """A TrainConfig from a YAML file, a dict or a TrainConfig, with keyword overrides on top."""
-    if isinstance(config, TrainConfig):
-        base = config.to_dict()
-        source = "config"
-    elif isinstance(config, dict):
-        base, source = dict(config), "config"
-    elif config is not None:
-        base, source = load_yaml(config), str(config)
-    else:
-        base, source = {}, "arguments"
-    cfg = from_dict(TrainConfig, base, source=source)
-    return from_dict(TrainConfig, {**cfg.to_dict(), **{k: v for k, v in overrides.items() if v is not None}},
-                     source="arguments")
+    return resolve_config(TrainConfig, config, **overrides)
 
 
 def _is_worker_process() -> bool:

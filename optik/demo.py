@@ -10,7 +10,8 @@ from PIL import Image
 
 def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> Path:
     """Train the default CNN on mnist5k, evaluate it on the 1,000 test images, predict a few PNG files,
-    and attack it (PGD robustness curve and gallery under ``attacks/pgd/``)."""
+    attack it (PGD robustness curve and gallery under ``attacks/pgd/``), and train a small VAE for 30 seconds
+    whose samples are scored with the CNN as FID feature extractor (under ``vae/``)."""
     import optik
     from optik.cli import _print_report
     from optik.data import load_dataset, split_dataset
@@ -41,5 +42,16 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
     say("\nattack: PGD (Linf, 10 steps) on 500 test images; accuracy as the perturbation grows")
     report = optik.attack(result.run_dir, method="pgd", eps=[0, 0.05, 0.1, 0.15, 0.2], n=500, steps=10)
     print_robustness(report, console) if console is not None else say(report["per_eps"])
+
+    # Models that generate: a VAE for 30 seconds, its samples scored with the classifier just trained as the
+    # FID feature extractor (no extra training, no download).
+    from optik import generative_api as gen
+    from optik.cli import print_quality
+
+    say("\ngenerate: a VAE trained for 30 s on the same digits; FID with the classifier above as feature extractor")
+    vae = gen.train_vae(data="mnist5k", max_minutes=0.5, schedule="cosine", quality_every=0, keep="last",
+                        features=str(result.run_dir), out=result.run_dir / "vae", progress=False)
+    print_quality(vae.metrics, console) if console is not None else say(vae.metrics["test"]["fid"])
+    say(f"samples: {vae.run_dir / 'figures' / 'samples.png'}  (optik sample {vae.run_dir} --n 64 --out grid.png)")
     say(f"\nrun folder: [bold]{result.run_dir}[/]  (tensorboard --logdir {result.run_dir / 'tensorboard'})")
     return result.run_dir

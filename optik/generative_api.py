@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, from_dict, load_yaml
+from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, load_yaml, resolve_config
 from optik.core.errors import ConfigError, DataError, RunError
 from optik.core.io import atomic_write, new_run_dir, read_json, require_run_dir, write_json, write_yaml
 from optik.core.seed import generator, seed_everything
@@ -38,18 +38,9 @@ class GenerativeResult:
 def make_generative_config(kind: str, config: str | os.PathLike | dict | GenerativeConfig | None = None,
                            **overrides: Any) -> GenerativeConfig:
     """A GANConfig / VAEConfig from a YAML file, a dict or a config, with keyword overrides on top."""
-    cls = KINDS[kind]
-    if isinstance(config, GenerativeConfig):
-        base, source = config.to_dict(), "config"
-    elif isinstance(config, dict):
-        base, source = dict(config), "config"
-    elif config is not None:
-        base, source = load_yaml(config), str(config)
-    else:
-        base, source = {}, "arguments"
-    cfg = from_dict(cls, base, source=source)
-    return from_dict(cls, {**cfg.to_dict(), **{k: v for k, v in overrides.items() if v is not None}},
-                     source="arguments")
+    if kind not in KINDS:
+        raise ConfigError(f"expected a generative model kind in {sorted(KINDS)}, got {kind!r}")
+    return resolve_config(KINDS[kind], config, **overrides)
 
 
 def _splits(cfg: GenerativeConfig):
@@ -169,10 +160,9 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
     model = task.generative_model().cpu()
     save_generative(model, run)
     metrics = _final_metrics(model, task, ds, splits, extractor, classifier, cfg)
-    metrics["training"] = {"epochs": trainer.current_epoch,
-                           "steps": int(task.batches_done), "images_seen": int(task.images_seen),
-                           "seconds_this_session": round(seconds, 2),
-                           "steps_per_second": round((int(task.batches_done) - batches_before) / seconds, 2)}
+    done = task.final_counts  # the end of training, not the best epoch's (whose weights the task now holds)
+    metrics["training"] = {"epochs": trainer.current_epoch, **done, "seconds_this_session": round(seconds, 2),
+                           "steps_per_second": round((done["steps"] - batches_before) / seconds, 2)}
     metrics["quality_history"] = monitor.history
     write_json(run / "metrics.json", metrics)
     _write_figures(model, ds, splits, run, seed=cfg.seed)

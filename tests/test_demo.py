@@ -19,3 +19,6 @@ def test_demo_reaches_the_accuracy_bar(tmp_path):
     assert rows[0]["eps"] == 0 and rows[0]["robust_accuracy"] == rows[0]["clean_accuracy"] > 0.98
     assert rows[-1]["robust_accuracy"] < 0.5  # an undefended CNN at eps 0.2
     assert (out / "attacks" / "pgd" / "gallery.png").is_file() and "robust acc" in result.stdout
+    vae = json.loads((out / "vae" / "metrics.json").read_text())  # the generative step
+    assert vae["test"]["n_fake"] == 1000 and vae["test"]["fid"] < 30 and vae["test_neg_elbo"]["neg_elbo"] < 130
+    assert (out / "vae" / "figures" / "samples.png").is_file() and "FID" in result.stdout

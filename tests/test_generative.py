@@ -166,7 +166,7 @@ def feature_run(tmp_path_factory):
 
 
 FAST_GAN = ["--data", "mnist5k", "--width", "8", "--latent-dim", "16", "--batch-size", "128", "--no-progress",
-            "--quality-samples", "200"]
+            "--quality-samples", "200", "--quality-every", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +181,7 @@ def test_gan_run_folder_holds_model_metrics_figures_and_tensorboard(gan_run, fea
     for need in ("config.yaml", "model.json", "model.safetensors", "metrics.json", "checkpoints/last.ckpt",
                  "checkpoints/best.ckpt", "figures/samples.png", "figures/interpolation.png"):
         assert need in names, need
+    assert sorted(n for n in names if n.endswith(".ckpt")) == ["checkpoints/best.ckpt", "checkpoints/last.ckpt"]
     m = json.loads((gan_run / "metrics.json").read_text())
     q = m["test"]
     assert q["n_real"] == q["n_fake"] == m["n_test"] == 1000 and q["feature_dim"] == 64

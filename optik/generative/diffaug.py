@@ -35,15 +35,17 @@ def diff_augment(x: torch.Tensor, ops: Sequence[str], *, generator: torch.Genera
         m = x.mean((1, 2, 3), keepdim=True)
         x = (x - m) * (rand(n, 1, 1, 1) + 0.5) + m
     if "translation" in ops:  # shift by up to 1/8 of the side, zero padding
-        x = _translate(x, rand(n, 2), ratio=0.125)
+        x = translate(x, rand(n, 2), pixels=(int(x.shape[2] * 0.125 + 0.5), int(x.shape[3] * 0.125 + 0.5)))
     if "cutout" in ops:  # one zeroed square of half the side per image
         x = _cutout(x, rand(n, 2), ratio=0.5)
     return x
 
 
-def _translate(x: torch.Tensor, u: torch.Tensor, *, ratio: float) -> torch.Tensor:
+def translate(x: torch.Tensor, u: torch.Tensor, *, pixels: int | tuple[int, int]) -> torch.Tensor:
+    """Shift each image by whole pixels, ``(u * (2 * pixels + 1)).floor() - pixels`` down and right (``u`` in
+    [0, 1), ``N x 2``), zeros coming in. Shape: ``N x C x H x W`` -> the same."""
     n, _, h, w = x.shape
-    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    sh, sw = (pixels, pixels) if isinstance(pixels, int) else pixels
     dy = (u[:, 0] * (2 * sh + 1)).long().clamp_max(2 * sh) - sh  # integer shifts in [-sh, sh]
     dx = (u[:, 1] * (2 * sw + 1)).long().clamp_max(2 * sw) - sw
     padded = F.pad(x, (sw, sw, sh, sh))

@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from optik.core.errors import CheckpointError, ConfigError, RunError
-from optik.core.io import atomic_write, write_json
 from optik.generative.nets import VAE, Generator
 
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -145,11 +143,9 @@ def build_generative(meta: dict[str, Any]) -> GenerativeModel:
 
 
 def save_generative(model: GenerativeModel, folder: str | os.PathLike) -> Path:
-    folder = Path(folder)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": "optik.Generative/1"}))
-    write_json(folder / META, model.describe())
-    return folder
+    from optik.models.io import save_model
+
+    return save_model(model, folder)
 
 
 def is_generative_run(folder: str | os.PathLike) -> bool:

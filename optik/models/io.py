@@ -19,10 +19,17 @@ WEIGHTS, META = "model.safetensors", "model.json"
 
 def save_classifier(model: Classifier, folder: str | os.PathLike) -> Path:
     """Write ``model.safetensors`` and ``model.json`` atomically into ``folder``."""
+    return save_model(model, folder)
+
+
+def save_model(model: torch.nn.Module, folder: str | os.PathLike) -> Path:
+    """Write ``model.safetensors`` (weights, on the CPU) and ``model.json`` (``model.describe()``, whose ``format``
+    also tags the weights file) atomically into ``folder``."""
     folder = Path(folder)
+    meta = model.describe()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": "optik.Classifier/1"}))
-    write_json(folder / META, model.describe())
+    atomic_write(folder / WEIGHTS, lambda p: save_file(state, str(p), metadata={"format": meta["format"]}))
+    write_json(folder / META, meta)
     return folder
 
 

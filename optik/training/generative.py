@@ -170,6 +170,11 @@ class VAETask(_GenerativeTask):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, _ = batch
+        if self.cfg.shift_pixels:
+            from optik.generative.diffaug import translate
+
+            u = torch.rand((len(x), 2), generator=self._noise).to(self.device)
+            x = translate(x, u, pixels=self.cfg.shift_pixels)
         nll, kl = self._elbo_terms(x, self.randn(len(x), self.cfg.latent_dim))
         loss = (nll + self.kl_weight() * kl).mean()
         self.images_seen += len(x) * self.trainer.world_size

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from optik.core.config import TrainConfig
 from optik.models.classifier import Classifier
 from optik.models.io import safe_torch_load
-from optik.training.callbacks import ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras
+from optik.training.callbacks import LastCheckpoint, ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras
 from optik.training.datamodule import TensorDataModule
 from optik.training.task import ClassificationTask
 
@@ -96,9 +96,10 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
 
     has_val = len(datamodule.splits.get("val", ())) > 0 and hasattr(task, "validation_step")
     best = cfg.keep == "best" and monitor is not None and monitor.every > 0
-    callbacks = [ModelCheckpoint(dirpath=run / CHECKPOINTS, filename="best", monitor="quality/fid" if best else None,
-                                 mode="min", save_last=True, save_top_k=1, enable_version_counter=False),
-                 ResumeHint(run), *([monitor] if monitor is not None else [])]
+    if monitor is not None:
+        monitor.best_path = run / CHECKPOINTS / "best.ckpt"  # the monitor saves it: checks are every few epochs
+    callbacks = [ResumeHint(run), *([monitor] if monitor is not None else []),
+                 LastCheckpoint(run / CHECKPOINTS / "last.ckpt", every_seconds=30)]  # after the monitor's history
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -110,12 +111,13 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
         precision=cfg.precision,
         max_time=_dt.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
         logger=TensorBoardLogger(save_dir=str(run), name="tensorboard", version="", default_hp_metric=False),
-        callbacks=callbacks, plugins=[SafeCheckpointIO()], enable_progress_bar=progress,
+        callbacks=callbacks, plugins=[SafeCheckpointIO()], enable_progress_bar=progress, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
         log_every_n_steps=max(1, min(10, steps)), deterministic=False,
     )
     last = run / CHECKPOINTS / "last.ckpt"
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+    task.final_counts = {"steps": int(task.batches_done), "images_seen": int(task.images_seen)}  # before best
     if best and (run / CHECKPOINTS / "best.ckpt").is_file():
         state = safe_torch_load(run / CHECKPOINTS / "best.ckpt")["state_dict"]
         task.load_state_dict(state)
