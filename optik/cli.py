@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_quality)
 
-    s = sub.add_parser("demo", help="train, evaluate and predict on built-in mnist5k in a few minutes")
+    s = sub.add_parser("demo", help="train, evaluate, predict, attack, then train a VAE, on built-in mnist5k (~2 min)")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_demo)

@@ -438,14 +438,16 @@ def class_histogram(classifier: Classifier, images: torch.Tensor, *, batch_size:
 
 
 def sample_quality(real_images: torch.Tensor, fake_images: torch.Tensor, *, extractor: nn.Module, k: int = 3,
-                   kid_subsets: int = 100, kid_subset_size: int = 1000, classifier: Classifier | None = None,
+                   kid_subsets: int = 100, kid_subset_size: int | None = None, classifier: Classifier | None = None,
                    batch_size: int = 500, seed: int = 0) -> dict[str, Any]:
     """FID, KID, precision and recall of ``fake_images`` against ``real_images``, as JSON-ready numbers.
 
     Args:
         extractor: the feature module (e.g. a :class:`ClassifierFeatures` whose scale was fitted on the real
             images, or :class:`InceptionFeatures`); the same one must be used for numbers that are compared.
-        k: neighbours for precision / recall; kid_subsets, kid_subset_size, seed: see :func:`kid`.
+        k: neighbours for precision / recall; kid_subsets, kid_subset_size, seed: see :func:`kid`. The default
+            subset size is half the smaller set, at most 1,000: subsets as large as the sets would all hold the
+            same images, and the reported standard deviation would be 0 by construction.
         classifier: if given, the histogram of its predictions on the fake images is added.
         batch_size: images per forward pass.
 
@@ -456,7 +458,8 @@ def sample_quality(real_images: torch.Tensor, fake_images: torch.Tensor, *, extr
     """
     real = extract_features(extractor, real_images, batch_size=batch_size)
     fake = extract_features(extractor, fake_images, batch_size=batch_size)
-    kid_mean, kid_std = kid(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+    size = kid_subset_size or max(2, min(1000, min(len(real), len(fake)) // 2))
+    kid_mean, kid_std = kid(real, fake, subsets=kid_subsets, subset_size=size, seed=seed)
     precision, recall = precision_recall(real, fake, k=k)
     out = {"fid": fid(real, fake), "kid_mean": kid_mean, "kid_std": kid_std, "precision": precision,
            "recall": recall, "n_real": len(real), "n_fake": len(fake), "feature_dim": int(real.shape[1])}
