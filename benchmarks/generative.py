@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optik  # noqa: E402
 from optik import generative_api as gen  # noqa: E402
-from optik.core.config import GANConfig, VAEConfig, from_dict  # noqa: E402
+from optik.core.config import GANConfig, from_dict  # noqa: E402
 from optik.data import load_dataset, split_dataset  # noqa: E402
 from optik.generative.metrics import ClassifierFeatures, class_histogram, extract_features, fid  # noqa: E402
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, load_yaml, resolve_config
-from optik.core.errors import ConfigError, DataError, RunError
-from optik.core.io import atomic_write, new_run_dir, read_json, require_run_dir, write_json, write_yaml
+from optik.core.errors import ConfigError, RunError
+from optik.core.io import atomic_write, new_run_dir, require_run_dir, write_json, write_yaml
 from optik.core.seed import generator, seed_everything
 from optik.data.registry import load_dataset, split_dataset
 from optik.generative.metrics import (ClassifierFeatures, FeatureStats, InceptionFeatures, extract_features,

@@ -93,6 +93,11 @@ class ResumeHint(L.Callback):
               f"Continue with: optik train --resume {self.run}", file=sys.stderr)
 
 
+def is_last_epoch(trainer: L.Trainer) -> bool:
+    """At the end of an epoch: is it the last one (the epochs are done, or a time budget / Ctrl-C stops here)?"""
+    return trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs
+
+
 class SampleMonitor(L.Callback):
     """For generative tasks, at the end of every training epoch: a grid of samples from fixed codes in TensorBoard,
     and every ``every`` epochs the FID of ``n`` samples against reference features, logged as ``quality/fid``
@@ -127,8 +132,7 @@ class SampleMonitor(L.Callback):
 
         epoch = trainer.current_epoch
         model = task.generative_model().to(task.device)
-        last = trainer.should_stop or epoch + 1 >= trainer.max_epochs
-        if self.extractor is not None and self.every and ((epoch + 1) % self.every == 0 or last):
+        if self.extractor is not None and self.every and ((epoch + 1) % self.every == 0 or is_last_epoch(trainer)):
             x = model.sample(self.n, generator=generator(self.seed, "quality"))
             stats = FeatureStats.from_features(extract_features(self.extractor, x))
             import warnings
@@ -162,7 +166,6 @@ class LastCheckpoint(L.Callback):
         self._last_write = time.monotonic()
 
     def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
-        final = trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs
-        if final or time.monotonic() - self._last_write >= self.every_seconds:
+        if is_last_epoch(trainer) or time.monotonic() - self._last_write >= self.every_seconds:
             trainer.save_checkpoint(self.path, weights_only=False)
             self._last_write = time.monotonic()
