@@ -89,6 +89,7 @@ class GANTask(_GenerativeTask):
         self.D = Discriminator(channels=channels, image_size=image_size, width=cfg.d_width or cfg.width,
                                norm=cfg.d_norm, num_classes=k)
         self.ema = EMA(self.G) if cfg.ema_half_life else None
+        self._seen: int | None = None  # images_seen as a Python int (see training_step)
         self.ops = [o.strip() for o in cfg.diffaugment.split(",") if o.strip()]
 
     def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -129,9 +130,13 @@ class GANTask(_GenerativeTask):
 
         self.images_seen += n * self.trainer.world_size
         if self.ema is not None:
+            if self._seen is None:  # read the buffer once (it comes back from a checkpoint on resume), then count
+                self._seen = int(self.images_seen)  # in Python: int() of a GPU tensor every step would sync
+            else:
+                self._seen += n * self.trainer.world_size
             self.ema.update(self.G, ema_beta(batch_size=n * self.trainer.world_size,
                                              half_life_images=cfg.ema_half_life,
-                                             images_seen=int(self.images_seen), rampup=cfg.ema_rampup))
+                                             images_seen=self._seen, rampup=cfg.ema_rampup))
         self._log_sparse(g_loss=g_loss, **logs)
 
     def configure_optimizers(self):
