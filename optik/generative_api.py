@@ -177,8 +177,7 @@ def _final_metrics(model: GenerativeModel, task, ds, splits, extractor, classifi
     n = len(test)
     out: dict[str, Any] = {"data": ds.name, "kind": model.kind, "n_test": n}
     if extractor is not None:
-        fake = model.sample(n, generator=generator(cfg.seed, "final-samples"))
-        out["test"] = sample_quality(test, fake, extractor=extractor, classifier=classifier, seed=cfg.seed)
+        out["test"] = _test_quality(model, test, extractor, classifier, seed=cfg.seed)
         train = ds.images[splits["train"]]
         pick = torch.randperm(len(train), generator=generator(cfg.seed, "floor"))[:n]
         with warnings.catch_warnings():
@@ -189,6 +188,13 @@ def _final_metrics(model: GenerativeModel, task, ds, splits, extractor, classifi
     if isinstance(model, VAEModel):
         out["test_neg_elbo"] = _neg_elbo(task, test, seed=cfg.seed)
     return out
+
+
+def _test_quality(model: GenerativeModel, test: torch.Tensor, extractor, classifier, *, seed: int) -> dict:
+    """As many samples as test images (codes seeded by ``seed``) against them: what training reports in
+    ``metrics.json`` and `optik quality` reproduces."""
+    fake = model.sample(len(test), generator=generator(seed, "final-samples"))
+    return sample_quality(test, fake, extractor=extractor, classifier=classifier, seed=seed)
 
 
 @torch.no_grad()
@@ -289,8 +295,6 @@ def quality(run: str | os.PathLike, *, n: int | None = None, features: str | Non
     extractor, classifier = feature_extractor(features or cfg.features, cfg, ds, splits)
     model = load_generator(run)
     test = ds.images[splits["test"]][:n] if n else ds.images[splits["test"]]
-    fake = model.sample(len(test), generator=generator(seed, "final-samples"))
-    report = {"run": str(run), "data": ds.name, **sample_quality(test, fake, extractor=extractor,
-                                                                  classifier=classifier, seed=seed)}
+    report = {"run": str(run), "data": ds.name, **_test_quality(model, test, extractor, classifier, seed=seed)}
     write_json(run / "quality.json", report)
     return report
