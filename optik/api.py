@@ -22,7 +22,7 @@ from optik.core.seed import seed_everything
 from optik.data.dataset import ImageDataset
 from optik.data.folder import IMAGE_EXTENSIONS, SkippedImagesWarning, decode_image, stack_images
 from optik.data.registry import load_dataset, split_dataset
-from optik.evaluation.evaluate import evaluate_model, predict_proba
+from optik.evaluation.evaluate import predict_proba
 from optik.evaluation.figures import confusion_figure, save_figure
 from optik.models.classifier import Classifier
 from optik.models.io import load_classifier, save_classifier
@@ -154,7 +154,7 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
         return TrainResult(run, None, None)
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()
     save_classifier(model, run)
-    metrics = _evaluate_split(model, ds, splits, "test", run, positive=None, threshold=0.5)
+    metrics = _evaluate_split(model, ds, splits, "test", run)
     return TrainResult(run, model, metrics)
 
 
@@ -170,18 +170,48 @@ def load(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> Class
 
 
 def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "test", positive: str | None = None,
-             threshold: float = 0.5, strict: bool = False) -> dict:
+             threshold: float = 0.5, target_sensitivity: float | None = None,
+             target_specificity: float | None = None, calibrate: bool = False, n_boot: int = 2000,
+             seed: int = 0, strict: bool = False) -> dict:
     """Evaluate a run's model on a split of its own data (default) or of another dataset with the same classes.
 
-    Writes ``metrics.json`` and ``figures/confusion_matrix.png`` into the run folder for the run's own test split
-    with default options, else into ``evaluations/<data>-<split>/`` inside it. Returns the report.
+    Beyond the confusion matrix and its metrics, the report holds bootstrapped 95 % intervals (``n_boot``
+    resamples, seeded; 0 for none), calibration (ECE, MCE, NLL, Brier, reliability bins) and, for binary tasks,
+    ROC AUC, average precision and the operating point. A target sensitivity or specificity, and temperature
+    scaling (``calibrate``), are fitted on the run's own validation split, never on the images evaluated.
+
+    Writes ``metrics.json`` and ``figures/`` (confusion matrix, reliability diagram, most confident mistakes,
+    ROC / precision-recall when binary) into the run folder for the run's own test split with default options,
+    else into ``evaluations/<data>-<split>[-<options>]/`` inside it. Returns the report.
     """
+    from optik.evaluation.evaluate import EvalOptions
+
+    opts = EvalOptions(positive=positive, threshold=threshold, target_sensitivity=target_sensitivity,
+                       target_specificity=target_specificity, calibrate=calibrate, n_boot=n_boot, seed=seed)
     run, saved, model, ds, splits = _run_and_split(run, split, strict=strict, **({"data": data} if data else {}))
     if ds.classes != model.classes:
         raise DataError(f"the model was trained on classes {model.classes}, but {ds.name!r} has {ds.classes}")
-    default = data in (None, saved.data) and split == "test" and positive is None and threshold == 0.5
-    out = run if default else run / "evaluations" / f"{Path(data or saved.data).name}-{split}"
-    return _evaluate_split(model, ds, splits, split, out, positive=positive, threshold=threshold)
+    own = data in (None, saved.data)
+    val = None
+    if opts.needs_validation:  # the run's own validation split, whatever data is evaluated
+        own_ds, own_splits = (ds, splits) if own else _load_splits(saved)
+        val = _split_probs(model, own_ds, own_splits, "val") if len(own_splits.get("val", [])) else None
+    default = own and split == "test" and opts == EvalOptions()
+    out = run if default else run / "evaluations" / _evaluation_name(data or saved.data, split, opts)
+    return _evaluate_split(model, ds, splits, split, out, opts, val=val)
+
+
+def _evaluation_name(data: str, split: str, opts) -> str:
+    parts = [Path(data).name, split]
+    parts += [f"{k}{v}" for k, v in (("positive-", opts.positive), ("threshold", opts.threshold),
+                                      ("sens", opts.target_sensitivity), ("spec", opts.target_specificity))
+              if v is not None and not (k == "threshold" and v == 0.5)]
+    return "-".join(parts + (["calibrated"] if opts.calibrate else []))
+
+
+def _split_probs(model: Classifier, ds: ImageDataset, splits: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    idx = splits[split]
+    return predict_proba(model, conform(ds.images[idx], model)), ds.labels[idx].numpy()
 
 
 def _run_and_split(run: str | os.PathLike, split: str, *, device: str | torch.device = "cpu", **overrides: Any):
@@ -196,15 +226,29 @@ def _run_and_split(run: str | os.PathLike, split: str, *, device: str | torch.de
     return run, saved, model, ds, splits
 
 
-def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: str, out: Path, *,
-                    positive: str | None, threshold: float) -> dict:
+def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: str, out: Path, opts=None, *,
+                    val: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Evaluate on one split; write ``metrics.json`` and the figures into ``out``."""
+    from optik.evaluation.evaluate import EvalOptions, full_evaluation
+    from optik.evaluation.figures import mistakes_figure, reliability_figure, roc_pr_figure
+
     idx = splits[split]
     images = conform(ds.images[idx], model)
-    report = evaluate_model(model, images, ds.labels[idx], positive=positive, threshold=threshold)
-    report = {"data": ds.name, "split": split, **report}
-    write_json(out / "metrics.json", report)
+    ev = full_evaluation(predict_proba(model, images), ds.labels[idx].numpy(), model.classes, opts or EvalOptions(),
+                         val=val)
+    report = {"data": ds.name, "split": split, **ev.report}
+    figures = out / "figures"
     save_figure(confusion_figure(np.array(report["confusion_matrix"]), model.classes, title=f"{split}"),
-                out / "figures" / "confusion_matrix.png")
+                figures / "confusion_matrix.png")
+    save_figure(reliability_figure(report["calibration"]["before"], title=f"{split}", after=ev.calibrated_bins),
+                figures / "reliability.png")
+    fig = mistakes_figure(images, ev.probs, ev.y_true, model.classes)
+    (save_figure(fig, figures / "mistakes.png") if fig is not None
+     else (figures / "mistakes.png").unlink(missing_ok=True))
+    if ev.curves:
+        save_figure(roc_pr_figure(ev.curves["roc"], ev.curves["pr"], positive=report["binary"]["positive"],
+                                  points=ev.curves["points"]), figures / "roc_pr.png")
+    write_json(out / "metrics.json", report)
     return report
 
 

@@ -103,7 +103,9 @@ def cmd_evaluate(args) -> None:
     import optik
 
     report = optik.evaluate(args.run, data=args.data, split=args.split, positive=args.positive,
-                            threshold=args.threshold, strict=args.strict)
+                            threshold=args.threshold, target_sensitivity=args.target_sensitivity,
+                            target_specificity=args.target_specificity, calibrate=args.calibrate,
+                            n_boot=args.bootstrap, seed=args.seed, strict=args.strict)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -263,15 +265,45 @@ def _print_report(report: dict, con) -> None:
     topk = "  ".join(f"top-{k} {v:.4f}" for k, v in report.get("top_k_accuracy", {}).items())
     con.print(f"accuracy [bold]{report['accuracy']:.4f}[/]  balanced accuracy {report['balanced_accuracy']:.4f}  "
               f"{topk}  type I errors (FP) {report['type_i_errors']}  type II errors (FN) {report['type_ii_errors']}")
+    if "intervals" in report:
+        ci = report["intervals"]
+        con.print(f"accuracy {ci['level']:.0%} CI {_interval(ci['accuracy'])} ({ci['method']}, {ci['n_boot']} "
+                  f"resamples, seed {ci['seed']})")
     if "binary" in report:
-        b = report["binary"]
-        con.print(f"binary, positive = {b['positive']!r}, threshold {b['threshold']}: sensitivity "
-                  f"{b['sensitivity']:.4f}  specificity {b['specificity']:.4f}  PPV {b['precision']:.4f}  "
-                  f"NPV {b['npv']:.4f}  type I {b['fp']} (rate {b['fpr']:.4f})  type II {b['fn']} "
-                  f"(rate {b['fnr']:.4f})")
+        _print_binary(report["binary"], con)
+    if "calibration" in report:
+        c = report["calibration"]
+        line = (f"calibration: ECE {c['before']['ece']:.4f}  MCE {c['before']['mce']:.4f}  NLL {c['before']['nll']:.4f}"
+                f"  Brier {c['before']['brier']:.4f}")
+        if "after" in c:
+            line += (f"  -> temperature {c['temperature']:.3f} (fitted on {c['fitted_on']}): ECE "
+                     f"{c['after']['ece']:.4f}  NLL {c['after']['nll']:.4f}")
+        con.print(line)
+    for flag in report.get("flags", []):
+        con.print(f"[yellow]warning:[/] {flag}")
     if report.get("undefined"):
         con.print(f"[dim]undefined (0/0, reported as 0): {', '.join(report['undefined'][:10])}"
                   f"{' ...' if len(report['undefined']) > 10 else ''}[/]")
+
+
+def _interval(ci: dict) -> str:
+    return "undefined" if ci["low"] is None else f"[{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
+def _print_binary(b: dict, con) -> None:
+    source = {"given": "", "val": ", chosen on the validation split"}.get(b.get("threshold_source", "given"),
+                                                                      ", chosen on the evaluated split")
+    target = "".join(f" for {k} {v}" for k, v in b.get("target", {}).items())
+    con.print(f"binary, positive = {b['positive']!r}, threshold {b['threshold']:.4g}{target}{source}:")
+    ci = b.get("intervals", {})
+    for key, name in (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("precision", "PPV"),
+                      ("npv", "NPV")):
+        con.print(f"  {name:<12} {b[key]:.4f}  {_interval(ci[key]) if key in ci else ''}")
+    con.print(f"  type I errors (FP) {b['fp']} (rate {b['fpr']:.4f})  type II errors (FN) {b['fn']} "
+              f"(rate {b['fnr']:.4f})")
+    if "roc_auc" in b:
+        con.print(f"  ROC AUC {b['roc_auc']:.4f}  average precision {b['average_precision']:.4f}  "
+                  f"prevalence {b['prevalence']:.3f}")
 
 
 # ------------------------------------------------------------------------------------------------ parser
@@ -308,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", choices=("train", "val", "test"))
     s.add_argument("--positive", help="binary tasks: the positive class (default: the second class)")
     s.add_argument("--threshold", type=float, default=0.5, help="binary tasks: threshold on P(positive)")
+    target = s.add_mutually_exclusive_group()
+    target.add_argument("--target-sensitivity", type=float, metavar="RATE",
+                        help="binary tasks: the threshold reaching this sensitivity on the validation split")
+    target.add_argument("--target-specificity", type=float, metavar="RATE",
+                        help="binary tasks: the threshold reaching this specificity on the validation split")
+    s.add_argument("--calibrate", action="store_true",
+                   help="temperature scaling fitted on the validation split; report on the scaled probabilities")
+    s.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                   help="resamples for the 95%% confidence intervals (0: none)")
+    s.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
     s.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_evaluate)

@@ -36,7 +36,11 @@ def test_binary_evaluate_with_positive_and_threshold(faces_run):
     # raising the threshold can only trade sensitivity for specificity
     assert strict["binary"]["sensitivity"] <= default["binary"]["sensitivity"] <= loose["binary"]["sensitivity"]
     assert strict["binary"]["specificity"] >= default["binary"]["specificity"] >= loose["binary"]["specificity"]
-    assert (faces_run / "evaluations" / "faces-test" / "metrics.json").is_file()
+    # each set of options gets its own folder: the run's own metrics.json is never overwritten by a variant
+    saved = json.loads((faces_run / "evaluations" / "faces-test-positive-face-threshold0.01" / "metrics.json")
+                       .read_text())
+    assert saved["binary"]["threshold"] == 0.01
+    assert json.loads((faces_run / "metrics.json").read_text())["binary"]["threshold"] == 0.5
     text = run_optik("evaluate", faces_run).stdout
     assert "sensitivity" in text and "positive = 'face'" in text
 

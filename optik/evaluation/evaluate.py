@@ -1,14 +1,21 @@
-"""Run a Classifier over images and compute its report."""
+"""Run a Classifier over images and compute its report: metrics, intervals, calibration, binary curves."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from optik.core.errors import ConfigError
 from optik.data.batches import TensorBatches
-from optik.evaluation.metrics import classification_report
+from optik.evaluation.binary import operating_point, precision_recall_curve, roc_curve, threshold_for
+from optik.evaluation.bootstrap import bootstrap_intervals
+from optik.evaluation.calibration import TEMPERATURE_RANGE, apply_temperature, calibration_bins, fit_temperature
+from optik.evaluation.metrics import classification_report, positive_index, predicted_labels
 from optik.models.classifier import Classifier
+
+FEW_POSITIVES = 30  # below this, an interval on sensitivity spans tens of points: say so
 
 
 @torch.inference_mode()
@@ -28,7 +35,125 @@ def predict_proba(model: Classifier, images: torch.Tensor, *, batch_size: int = 
 
 def evaluate_model(model: Classifier, images: torch.Tensor, labels: torch.Tensor, *, positive: str | None = None,
                    threshold: float = 0.5, top_k: Sequence[int] = (1, 3, 5), batch_size: int = 512) -> dict:
-    """The full classification report of ``model`` on ``images`` with true ``labels``."""
+    """The classification report (metrics only) of ``model`` on ``images`` with true ``labels``."""
     probs = predict_proba(model, images, batch_size=batch_size)
     return classification_report(probs, labels.cpu().numpy(), model.classes, positive=positive,
                                  threshold=threshold, top_k=top_k)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate beyond the confusion matrix.
+
+    Args:
+        positive: binary tasks: the positive class (default: the second class).
+        threshold: binary tasks: threshold on ``P(positive)``; ignored when a target is given.
+        target_sensitivity / target_specificity: binary tasks: choose the threshold reaching this rate on the
+            validation split (or, without one, on the evaluated split, flagged as optimistic).
+        calibrate: fit a temperature on the validation split and report everything on the scaled probabilities.
+        n_boot, level, seed: the bootstrap intervals (``n_boot=0``: none).
+        n_bins: calibration bins.
+    """
+
+    positive: str | None = None
+    threshold: float = 0.5
+    target_sensitivity: float | None = None
+    target_specificity: float | None = None
+    calibrate: bool = False
+    n_boot: int = 2000
+    level: float = 0.95
+    seed: int = 0
+    n_bins: int = 15
+
+    @property
+    def needs_validation(self) -> bool:
+        return self.calibrate or self.target_sensitivity is not None or self.target_specificity is not None
+
+
+@dataclass
+class Evaluation:
+    """A report (JSON-ready) and the arrays its figures are drawn from."""
+
+    report: dict
+    probs: np.ndarray
+    y_true: np.ndarray
+    curves: dict = field(default_factory=dict)  # binary: {"roc": ..., "pr": ..., "points": [...]}
+    calibrated_bins: dict | None = None
+
+
+def full_evaluation(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], opts: EvalOptions, *,
+                    val: tuple[np.ndarray, np.ndarray] | None = None) -> Evaluation:
+    """Everything a report holds, from test probabilities ``N x K`` and, for calibration or a target rate, the
+    validation split's ``(probs, y_true)``."""
+    probs, y_true = np.asarray(probs, dtype=np.float64), np.asarray(y_true, dtype=np.int64)
+    if opts.calibrate and (val is None or len(val[1]) == 0):
+        raise ConfigError("temperature scaling needs a validation split; this run has none (val_fraction 0)")
+    flags: list[str] = []
+    uncalibrated = calibration_bins(probs, y_true, n_bins=opts.n_bins)
+    calibration = {"before": uncalibrated}
+    if opts.calibrate:
+        temperature = fit_temperature(*val)
+        if temperature in TEMPERATURE_RANGE:
+            flags.append(f"the fitted temperature {temperature} is at its bound: the validation split is perfectly "
+                         "separated (or nearly), so it cannot tell how confident the model should be")
+        probs = apply_temperature(probs, temperature)
+        val = (apply_temperature(val[0], temperature), val[1])
+        calibration.update(temperature=temperature, fitted_on="val",
+                           after=calibration_bins(probs, y_true, n_bins=opts.n_bins))
+    threshold, source = _threshold(probs, y_true, classes, opts, val, flags)
+    report = classification_report(probs, y_true, classes, positive=opts.positive, threshold=threshold)
+    report["calibration"] = calibration
+    ev = Evaluation(report, probs, y_true, calibrated_bins=calibration.get("after"))
+    if len(classes) == 2:
+        _binary_block(ev, classes, opts, threshold, source, flags)
+    if opts.n_boot:
+        y_pred = predicted_labels(probs, classes, positive=opts.positive, threshold=threshold)
+        report["intervals"] = bootstrap_intervals(y_true, y_pred, classes, n_boot=opts.n_boot, level=opts.level,
+                                                  seed=opts.seed)
+        if "binary" in report:
+            report["binary"]["intervals"] = report["intervals"]["per_class"][report["binary"]["positive"]]
+    report["flags"] = flags
+    return ev
+
+
+def _threshold(probs, y_true, classes, opts: EvalOptions, val, flags: list[str]) -> tuple[float, str]:
+    """The binary threshold and where it came from: given, or chosen for a target rate on val (or test)."""
+    target = {"sensitivity": opts.target_sensitivity, "specificity": opts.target_specificity}
+    target = {k: v for k, v in target.items() if v is not None}
+    if not target:
+        return opts.threshold, "given"
+    if len(classes) != 2:
+        raise ConfigError(f"a target sensitivity or specificity applies to binary tasks; this one has "
+                          f"{len(classes)} classes")
+    pos = positive_index(classes, opts.positive)
+    if val is not None and len(np.unique(val[1])) == 2:
+        scores, labels, source = val[0][:, pos], val[1] == pos, "val"
+    else:
+        scores, labels, source = probs[:, pos], y_true == pos, "evaluated split"
+        flags.append("the threshold was chosen on the evaluated split itself (no validation split with both "
+                     "classes): the rates at it are optimistic")
+    return threshold_for(scores, labels, **target), source
+
+
+def _binary_block(ev: Evaluation, classes, opts: EvalOptions, threshold: float, source: str, flags: list[str]):
+    pos = positive_index(classes, opts.positive)
+    scores, positive = ev.probs[:, pos], ev.y_true == pos
+    b = ev.report["binary"]
+    b["threshold_source"] = source
+    if opts.target_sensitivity is not None:
+        b["target"] = {"sensitivity": opts.target_sensitivity}
+    elif opts.target_specificity is not None:
+        b["target"] = {"specificity": opts.target_specificity}
+    if positive.all() or not positive.any():
+        flags.append("only one class in the evaluated images: no ROC or precision-recall curve")
+        return
+    roc, pr = roc_curve(scores, positive), precision_recall_curve(scores, positive)
+    b["roc_auc"], b["average_precision"] = roc["auc"], pr["average_precision"]
+    b["prevalence"] = float(positive.mean())
+    points = [{**operating_point(scores, positive, threshold), "label": f"threshold {threshold:.3g} ({source})"}]
+    at_half = operating_point(scores, positive, 0.5)
+    if source != "given" and (at_half["tp"], at_half["fp"]) != (points[0]["tp"], points[0]["fp"]):
+        points.append({**at_half, "label": "threshold 0.5"})
+    ev.curves = {"roc": roc, "pr": pr, "points": points}
+    if positive.sum() < FEW_POSITIVES:
+        flags.append(f"only {int(positive.sum())} positive images: intervals on sensitivity are wide")

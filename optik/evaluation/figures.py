@@ -55,3 +55,86 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 110) -> Path:
     out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi))
     plt.close(fig)
     return out
+
+
+def roc_pr_figure(roc: dict, pr: dict, *, positive: str, points: Sequence[dict] = ()):
+    """ROC (left) and precision-recall (right) curves, with operating points marked.
+
+    Args:
+        roc, pr: from :func:`optik.evaluation.binary.roc_curve` / :func:`~optik.evaluation.binary.precision_recall_curve`.
+        positive: name of the positive class (for the titles).
+        points: operating points (``threshold``, ``sensitivity``, ``specificity``, ``precision``; optional ``label``).
+    """
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.6), constrained_layout=True)
+    a.plot(roc["fpr"], roc["tpr"], lw=2, label=f"ROC, AUC {roc['auc']:.3f}")
+    a.plot([0, 1], [0, 1], ls=":", c="grey", label="chance")
+    a.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
+          title=f"ROC, positive = {positive!r}", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    b.step(np.r_[0.0, pr["recall"]], np.r_[pr["precision"][0], pr["precision"]], where="pre", lw=2,
+           label=f"average precision {pr['average_precision']:.3f}")
+    base = pr["recall"][-1] and pr["precision"][-1]  # precision when every image is called positive = prevalence
+    b.axhline(base, ls=":", c="grey", label=f"prevalence {base:.2f}")
+    b.set(xlabel="sensitivity (recall)", ylabel="precision (PPV)", title="precision-recall",
+          xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    for p, marker in zip(points, "oDs^v"):
+        label = p.get("label", f"threshold {p['threshold']:.3g}")
+        a.plot(1 - p["specificity"], p["sensitivity"], marker, ms=8, label=label)
+        b.plot(p["sensitivity"], p["precision"], marker, ms=8, label=label)
+    a.legend(loc="lower right", fontsize=8)
+    b.legend(loc="lower left", fontsize=8)
+    return fig
+
+
+def reliability_figure(bins: dict, *, title: str = "Reliability", after: dict | None = None):
+    """Accuracy against confidence per bin (bars) with the diagonal of perfect calibration, and the share of
+    images per bin below. ``after``: the bins after temperature scaling, drawn as a line."""
+    edges = np.asarray(bins["edges"])
+    width, centers = np.diff(edges), (edges[:-1] + edges[1:]) / 2
+    fig, (a, h) = plt.subplots(2, 1, figsize=(5.2, 6), height_ratios=(3, 1), sharex=True, constrained_layout=True)
+    acc = np.array([np.nan if v is None else v for v in bins["accuracy"]])
+    conf = np.array([np.nan if v is None else v for v in bins["confidence"]])
+    a.bar(centers, np.nan_to_num(acc), width=width, edgecolor="k", alpha=0.75, label="accuracy")
+    a.bar(centers, np.nan_to_num(conf - acc), bottom=np.nan_to_num(acc), width=width, fill=False, hatch="//",
+          edgecolor="tab:red", label="gap to mean confidence")
+    a.plot([0, 1], [0, 1], ls=":", c="grey")
+    if after is not None:
+        acc2 = [np.nan if v is None else v for v in after["accuracy"]]
+        conf2 = [np.nan if v is None else v for v in after["confidence"]]
+        a.plot(conf2, acc2, "o-", c="tab:green", label=f"temperature-scaled, ECE {after['ece']:.3f}")
+    a.set(ylabel="accuracy", ylim=(0, 1), title=f"{title}: ECE {bins['ece']:.3f}, MCE {bins['mce']:.3f}")
+    a.legend(loc="lower right", fontsize=8)
+    count = np.asarray(bins["count"])
+    h.bar(centers, count / max(count.sum(), 1), width=width, edgecolor="k", color="tab:grey")
+    h.set(xlabel="confidence (top-1 probability)", ylabel="share", xlim=(0, 1))
+    return fig
+
+
+def confident_mistakes(probs, y_true, *, n: int = 16) -> np.ndarray:
+    """Indices of the misclassified images, most confident (in the wrong class) first, at most ``n``."""
+    probs, y_true = np.asarray(probs), np.asarray(y_true)
+    wrong = np.flatnonzero(probs.argmax(axis=1) != y_true)
+    return wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:n]
+
+
+def mistakes_figure(images, probs, y_true, classes: Sequence[str], *, n: int = 16, columns: int = 8):
+    """A grid of the most confident mistakes: each image titled ``true -> predicted (probability)``.
+
+    ``images``: ``N x C x H x W`` uint8 (or float in [0, 1]) aligned with ``probs`` and ``y_true``. Returns None when
+    there are no mistakes.
+    """
+    idx = confident_mistakes(probs, y_true, n=n)
+    if not idx.size:
+        return None
+    rows = -(-len(idx) // columns)
+    cols = min(columns, len(idx))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False, constrained_layout=True)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, idx):
+        img = np.asarray(images[i], dtype=np.float64)
+        img = img / 255.0 if img.max() > 1 else img
+        pred = int(np.argmax(probs[i]))
+        ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{classes[y_true[i]]} -> {classes[pred]}\n{probs[i][pred]:.3f}", fontsize=8)
+    fig.suptitle("Most confident mistakes: true -> predicted (probability)", fontsize=10)
+    return fig

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from optik.core.errors import ConfigError
+
 PER_CLASS = ("sensitivity", "specificity", "precision", "npv", "f1", "fpr", "fnr")
 # metric -> (numerator, denominator) in terms of the one-vs-rest counts
 _RATIOS = {
@@ -119,24 +121,36 @@ def classification_report(probs: np.ndarray, y_true: np.ndarray, classes: Sequen
     k = len(classes)
     if probs.ndim != 2 or probs.shape[1] != k:
         raise ValueError(f"expected probabilities of shape N x {k}, got {probs.shape}")
-    if k == 2:
-        pos = 1 if positive is None else _class_index(classes, positive)
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"expected a threshold in [0, 1], got {threshold}")
-        y_pred = np.where(probs[:, pos] >= threshold, pos, 1 - pos)
-    else:
-        if positive is not None:
-            raise ValueError(f"--positive applies to binary tasks; this one has {k} classes")
-        y_pred = probs.argmax(axis=1)
+    y_pred = predicted_labels(probs, classes, positive=positive, threshold=threshold)
     report = metrics_from_confusion(confusion_matrix(y_true, y_pred, k), classes)
     report["top_k_accuracy"] = {str(j): top_k_accuracy(probs, y_true, j) for j in sorted({1, *top_k}) if j < k or j == 1}
     if k == 2:
+        pos = positive_index(classes, positive)
         report["binary"] = {"positive": classes[pos], "negative": classes[1 - pos], "threshold": threshold,
                             **report["per_class"][classes[pos]]}
     return report
 
 
-def _class_index(classes: Sequence[str], name: str) -> int:
-    if name in classes:
-        return list(classes).index(name)
-    raise ValueError(f"expected --positive to name one of the classes {list(classes)}, got {name!r}")
+def positive_index(classes: Sequence[str], positive: str | None) -> int:
+    """Index of the positive class of a binary task (default: the second class)."""
+    if len(classes) != 2:
+        raise ConfigError(f"--positive applies to binary tasks; this one has {len(classes)} classes")
+    if positive is None:
+        return 1
+    if positive in classes:
+        return list(classes).index(positive)
+    raise ConfigError(f"expected --positive to name one of the classes {list(classes)}, got {positive!r}")
+
+
+def predicted_labels(probs: np.ndarray, classes: Sequence[str], *, positive: str | None = None,
+                     threshold: float = 0.5) -> np.ndarray:
+    """The predicted class per image: argmax, or for a binary task ``P(positive) >= threshold``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(classes) != 2:
+        if positive is not None:
+            raise ConfigError(f"--positive applies to binary tasks; this one has {len(classes)} classes")
+        return probs.argmax(axis=1)
+    pos = positive_index(classes, positive)
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"expected a threshold in [0, 1], got {threshold}")
+    return np.where(probs[:, pos] >= threshold, pos, 1 - pos)
