@@ -10,9 +10,11 @@ from optik.core.config import TrainConfig  # noqa: E402
 from optik.core.errors import OptikError  # noqa: E402
 from optik.data import list_datasets, load_dataset  # noqa: E402
 from optik.models import Classifier, list_models  # noqa: E402
+from optik.interpret_api import explain  # noqa: E402
+from optik.report import write_report as report  # noqa: E402
 from optik.generative_api import (interpolate, load_generator, quality, sample, train_gan,  # noqa: E402
                                   train_vae)
 
 __all__ = ["Classifier", "attack", "OptikError", "TrainConfig", "TrainResult", "__version__", "evaluate", "list_datasets",
            "list_models", "load", "load_dataset", "make_config", "predict", "run_info", "train",
-           "interpolate", "load_generator", "quality", "sample", "train_gan", "train_vae"]
+           "explain", "report", "interpolate", "load_generator", "quality", "sample", "train_gan", "train_vae"]

@@ -240,6 +240,42 @@ def cmd_quality(args) -> None:
         print_quality(report, _console())
 
 
+def cmd_explain(args) -> None:
+    from optik.interpret_api import explain
+
+    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    r = explain(args.run, args.image, method=args.method, out=args.out, target=target, layer=args.layer,
+                top_k=args.top_k)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return
+    if r["prediction"]:
+        print("prediction: " + "  ".join(f"{t['class']} {t['probability']:.3f}" for t in r["prediction"]))
+    details = ", ".join(f"{k} {r[k]}" for k in ("layer", "target") if r.get(k) is not None)
+    print(f"{r['method']}{f' ({details})' if details else ''} written to {r['out']}")
+
+
+def cmd_report(args) -> None:
+    from optik.report import write_report
+
+    path = write_report(args.run, out=args.out)
+    print(f"report written to {path}  (one self-contained HTML file; open it in any browser)")
+
+
+def cmd_serve(args) -> None:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ConfigError("`optik serve` needs Gradio: pip install 'optik[serve]'") from None
+    from optik.serve import serve
+
+    where = f"http://{args.host}:{args.port}"
+    print(f"optik playground on {where} (Ctrl-C stops it)"
+          + ("" if args.host in ("127.0.0.1", "localhost") else
+             "; it is reachable from the network and has no login"), flush=True)
+    serve(args.runs, host=args.host, port=args.port, open_browser=args.open, max_upload_mb=args.max_upload_mb)
+
+
 def cmd_demo(args) -> None:
     from optik.demo import run_demo
 
@@ -427,6 +463,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_quality)
+
+    from optik.interpret_api import METHODS
+
+    s = sub.add_parser("explain", help="what a run's model looks at: Grad-CAM, saliency, feature maps, filters")
+    s.add_argument("run")
+    s.add_argument("image", nargs="?", help="the image to explain (not needed for --method filters)")
+    s.add_argument("--method", default="gradcam", choices=METHODS)
+    s.add_argument("--out", help="PNG to write (default: <image>-<method>.png)")
+    s.add_argument("--target", help="class to explain, by name or index (default: the predicted class)")
+    s.add_argument("--layer", help="layer for gradcam / feature-maps (default: the last spatial map); a wrong "
+                                   "name lists the valid ones")
+    s.add_argument("--top-k", type=int, default=3)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("report", help="one self-contained report.html of a run: metrics, curves, calibration, "
+                                      "Grad-CAM, attacks, samples")
+    s.add_argument("run")
+    s.add_argument("--out", help="HTML file to write (default: <run>/report.html)")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("serve", help="a local web playground: predict, attack, augment, Grad-CAM (Gradio)")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="classification run folders (a dropdown picks one)")
+    s.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted")
+    s.add_argument("--open", action="store_true", help="open the page in the default browser")
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="train, evaluate, predict, attack, then train a VAE, on built-in mnist5k (~2 min)")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")

@@ -11,7 +11,7 @@ from PIL import Image
 def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> Path:
     """Train the default CNN on mnist5k, evaluate it on the 1,000 test images, predict a few PNG files,
     attack it (PGD robustness curve and gallery under ``attacks/pgd/``), and train a small VAE for 30 seconds
-    whose samples are scored with the CNN as FID feature extractor (under ``vae/``)."""
+    whose samples are scored with the CNN as FID feature extractor (under ``vae/``); then write ``report.html``."""
     import optik
     from optik.cli import _print_report
     from optik.data import load_dataset, split_dataset
@@ -53,5 +53,11 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
                         features=str(result.run_dir), out=result.run_dir / "vae", progress=False)
     print_quality(vae.metrics, console) if console is not None else say(vae.metrics["test"]["fid"])
     say(f"samples: {vae.run_dir / 'figures' / 'samples.png'}  (optik sample {vae.run_dir} --n 64 --out grid.png)")
+    # Everything above on one page: curves, metrics with intervals, calibration, mistakes, Grad-CAM, the attack, the
+    # VAE's samples.
+    from optik.report import write_report
+
+    report = write_report(result.run_dir)
     say(f"\nrun folder: [bold]{result.run_dir}[/]  (tensorboard --logdir {result.run_dir / 'tensorboard'})")
+    say(f"report: [bold]{report}[/]  (open it in a browser; `optik serve {result.run_dir}` to try the model live)")
     return result.run_dir

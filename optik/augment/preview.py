@@ -53,19 +53,14 @@ def preview_rows(x: torch.Tensor, cfg: AugmentConfig, *, seed: int = 0, samples:
     return rows
 
 
-def save_preview(image: str | os.PathLike, cfg: AugmentConfig, out: str | os.PathLike, *, seed: int = 0) -> Path:
-    """Decode ``image`` and write the preview grid to ``out`` (PNG)."""
+def preview_figure(x: torch.Tensor, cfg: AugmentConfig, *, title: str, seed: int = 0):
+    """The preview grid of one image ``1 x C x H x W`` in [0, 1]: a row per knob, then random draws of ``cfg``."""
     import matplotlib.pyplot as plt
 
-    from optik.evaluation.figures import save_figure
-
-    a = decode_image(image)
-    x = torch.from_numpy(np.array(a if a.ndim == 3 else a[..., None])).permute(2, 0, 1)
-    x = x[None].float() / 255
     rows = preview_rows(x, cfg, seed=seed)
     cols = max(len(r[1]) for r in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(2.0 * cols, 2.2 * len(rows)), squeeze=False)
-    for axrow, (title, cells) in zip(axes, rows):
+    for axrow, (row_title, cells) in zip(axes, rows):
         for j, ax in enumerate(axrow):
             ax.axis("off")
             if j < len(cells):
@@ -73,8 +68,18 @@ def save_preview(image: str | os.PathLike, cfg: AugmentConfig, out: str | os.Pat
                 im = im.permute(1, 2, 0).numpy()
                 ax.imshow(im[..., 0] if im.shape[2] == 1 else im, cmap="gray", vmin=0, vmax=1)
                 ax.set_title(caption, fontsize=8)
-        axrow[0].text(-0.15, 0.5, title, transform=axrow[0].transAxes, rotation=90, ha="right", va="center",
+        axrow[0].text(-0.15, 0.5, row_title, transform=axrow[0].transAxes, rotation=90, ha="right", va="center",
                       fontsize=8)
-    fig.suptitle(f"augmentation preview: {Path(image).name}")
+    fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
+    return fig
+
+
+def save_preview(image: str | os.PathLike, cfg: AugmentConfig, out: str | os.PathLike, *, seed: int = 0) -> Path:
+    """Decode ``image`` and write the preview grid to ``out`` (PNG)."""
+    from optik.evaluation.figures import save_figure
+
+    a = decode_image(image)
+    x = torch.from_numpy(np.array(a if a.ndim == 3 else a[..., None])).permute(2, 0, 1)
+    fig = preview_figure(x[None].float() / 255, cfg, title=f"augmentation preview: {Path(image).name}", seed=seed)
     return save_figure(fig, out)

@@ -1,0 +1,90 @@
+"""`optik report RUN`: one self-contained HTML page of everything a run folder holds."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from optik.core.config import load_yaml
+from optik.core.errors import RunError
+from optik.core.io import atomic_write, read_json, require_run_dir
+from optik.report import sections
+from optik.report.page import Section, render
+
+log = logging.getLogger("optik")
+GENERATIVE = ("gan train", "vae train")
+
+
+def write_report(run: str | os.PathLike, *, out: str | os.PathLike | None = None, examples: int = 8) -> Path:
+    """Write ``report.html`` for a classification or generative run folder and return its path.
+
+    A classification run shows: training curves, the test evaluation (confusion matrix, per-class table with
+    intervals), the binary operating point and curves when binary, calibration, the most confident mistakes,
+    first-layer filters and Grad-CAM examples, the augmentation it trained with, and every attack run on it.
+    A generative run shows its sample quality, samples and interpolations; generative runs kept inside a
+    classification run (``optik demo`` keeps its VAE in ``vae/``) get their own sections.
+
+    Args:
+        run: the run folder.
+        out: the HTML file (default ``<run>/report.html``).
+        examples: test images shown with Grad-CAM.
+    """
+    run = require_run_dir(run, "config.yaml")
+    saved = load_yaml(run / "config.yaml")
+    command = saved.get("command", "train")
+    if command in GENERATIVE:
+        parts, title = _generative_parts(run, saved), f"optik report: {command.split()[0].upper()} {run.name}"
+    elif command == "train":
+        parts, title = _classification_parts(run, saved, examples=examples), f"optik report: {run.name}"
+    else:
+        raise RunError(f"expected a run folder made by `optik train`, `optik gan train` or `optik vae train`, got "
+                       f"one made by `optik {command}` ({run})")
+    for child in sorted(p.parent for p in run.glob("*/config.yaml")):
+        child_saved = load_yaml(child / "config.yaml")
+        if child_saved.get("command") in GENERATIVE and (child / "metrics.json").is_file():
+            parts += _generative_parts(child, child_saved, anchor=f"generative-{child.name}")
+    config = saved.get("config", {})
+    subtitle = [f"{run.resolve()}",
+                f"data {config.get('data')}, model {config.get('model', config.get('kind', ''))}; created "
+                f"{saved.get('created', '?')} with optik {saved.get('optik', '?')}, torch {saved.get('torch', '?')}"
+                f"{', git ' + saved['git_sha'][:10] if saved.get('git_sha') else ''}"]
+    html = render(title, subtitle, [p for p in parts if p is not None])
+    path = Path(out) if out is not None else run / "report.html"
+    atomic_write(path, lambda p: Path(p).write_text(html, encoding="utf-8"))
+    return path
+
+
+def _classification_parts(run: Path, saved: dict, *, examples: int) -> list[Section | None]:
+    import optik
+    from optik.api import _load_splits, make_config
+
+    if not (run / "metrics.json").is_file():
+        raise RunError(f"{run} has no metrics.json: its training did not finish. Resume it with "
+                       f"`optik train --resume {run}`, then run `optik report` again")
+    metrics = read_json(run / "metrics.json")
+    cfg = make_config(saved["config"])
+    model = optik.load(run)
+    ds, splits = _load_splits(cfg)
+    test = splits["test"]
+    return [sections.training_curves(run), sections.evaluation(run, metrics), sections.binary(run, metrics),
+            sections.calibration(run, metrics), sections.mistakes(run),
+            sections.interpretability(model, ds.images[test], ds.labels[test]),
+            sections.augmentation(saved["config"], ds.images[splits["train"][0]]), sections.robustness(run),
+            _config_section(saved)]
+
+
+def _generative_parts(run: Path, saved: dict, *, anchor: str = "generative") -> list[Section | None]:
+    if not (run / "metrics.json").is_file():
+        raise RunError(f"{run} has no metrics.json: its training did not finish. Resume it with "
+                       f"`optik {saved['command']} --resume {run}`, then run `optik report` again")
+    metrics = read_json(run / "metrics.json")
+    curves = sections.training_curves(run, title=f"Training ({run.name})")
+    if curves is not None:
+        curves.anchor = f"{anchor}-training"
+    return [sections.generative(run, metrics, kind=saved["command"].split()[0], anchor=anchor), curves]
+
+
+def _config_section(saved: dict) -> Section:
+    config = saved.get("config", {})
+    return Section("Configuration", "config").table(("key", "value"), sorted((k, str(v)) for k, v in config.items()),
+                                                    caption="the resolved config saved in config.yaml")
