@@ -89,3 +89,18 @@ def test_augment_preview_writes_a_grid(tmp_path):
     assert "preview written" in out.stdout
     grid = np.asarray(Image.open(tmp_path / "grid.png"))
     assert grid.shape[0] > 1000 and grid.shape[1] > 800  # ten rows of pictures
+
+
+def test_explain_writes_a_figure_and_prints_the_prediction(faces_run, tmp_path):
+    from optik import load_dataset, predict
+
+    img = tmp_path / "face.png"
+    Image.fromarray(load_dataset("faces").images[150, 0].numpy()).save(img)
+    out = json.loads(run_optik("explain", faces_run, img, "--method", "gradcam", "--out", tmp_path / "cam.png",
+                               "--json").stdout)
+    assert out["prediction"] == predict(faces_run, [img], top_k=3)[0]["top_k"]
+    assert Image.open(tmp_path / "cam.png").size[0] > 200
+    text = run_optik("explain", faces_run, "--method", "filters", "--out", tmp_path / "f.png").stdout
+    assert "filters" in text and (tmp_path / "f.png").is_file()
+    bad = run_optik("explain", faces_run, img, "--layer", "nope", check=False)
+    assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
