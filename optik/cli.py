@@ -263,16 +263,11 @@ def cmd_report(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise ConfigError("`optik serve` needs Gradio: pip install 'optik[serve]'") from None
-    from optik.serve import serve
+    from optik.serve import serve  # without Gradio: a ConfigError saying how to install it
 
-    where = f"http://{args.host}:{args.port}"
-    print(f"optik playground on {where} (Ctrl-C stops it)"
-          + ("" if args.host in ("127.0.0.1", "localhost") else
-             "; it is reachable from the network and has no login"), flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"optik serve: warning: --host {args.host} makes the playground reachable from the network, and it "
+              "has no login", file=sys.stderr)
     serve(args.runs, host=args.host, port=args.port, open_browser=args.open, max_upload_mb=args.max_upload_mb)
 
 
