@@ -22,3 +22,7 @@ def test_demo_reaches_the_accuracy_bar(tmp_path):
     vae = json.loads((out / "vae" / "metrics.json").read_text())  # the generative step
     assert vae["test"]["n_fake"] == 1000 and vae["test"]["fid"] < 30 and vae["test_neg_elbo"]["neg_elbo"] < 130
     assert (out / "vae" / "figures" / "samples.png").is_file() and "FID" in result.stdout
+    report = (out / "report.html").read_text(encoding="utf-8")  # the last step: everything on one page
+    assert f"report: {out / 'report.html'}" in result.stdout.replace("\n", "")
+    for section in ("training", "evaluation", "calibration", "interpretability", "robustness", "generative-vae"):
+        assert f'id="{section}"' in report

@@ -110,30 +110,36 @@ def feature_map_grid(maps: torch.Tensor, *, layer: str, top: int = 16):
 
 def heatmap_grid(x: torch.Tensor, heat: torch.Tensor, probs: torch.Tensor, classes: Sequence[str], *,
                  labels: Sequence[int] | torch.Tensor | None = None,
-                 targets: Sequence[int] | torch.Tensor | None = None, title: str = "", alpha: float = 0.5):
-    """One row per image: the image (titled true class when known) and the heatmap over it (titled predicted
-    class and its probability, and the class the map explains where that is not the predicted one).
+                 targets: Sequence[int] | torch.Tensor | None = None, title: str = "", alpha: float = 0.5,
+                 per_row: int = 4):
+    """Image and heatmap side by side, ``per_row`` pairs to a row: the image titled with its true class when known,
+    the heatmap over it titled with the predicted class and its probability (and the class the map explains
+    where that is not the predicted one).
 
     Shape:
         ``x``: ``N x C x H x W`` in [0, 1]; ``heat``: ``N x H x W`` >= 0 (each map is shown divided by its max);
         ``probs``: ``N x K`` softmax probabilities.
     """
     heat = normalize_maps(heat.detach().float().cpu())
-    rows = len(x)
-    fig, axes = plt.subplots(rows, 2, figsize=(4.6, 2.3 * rows + 0.4), squeeze=False, constrained_layout=True)
-    for r in range(rows):
-        img = to_uint8_hwc(x[r])
-        pred = int(probs[r].argmax())
-        true = f"true {classes[int(labels[r])]}" if labels is not None else "image"
-        axes[r, 0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-        axes[r, 0].set_title(true, fontsize=9)
-        axes[r, 1].imshow(overlay(img, heat[r].numpy(), alpha=alpha), interpolation="nearest")
-        shown = f"pred {classes[pred]}  {100 * float(probs[r, pred]):.1f} %"
-        if targets is not None and int(targets[r]) != pred:
-            shown += f"\nmap for {classes[int(targets[r])]}"
-        axes[r, 1].set_title(shown, fontsize=9)
-        for ax in axes[r]:
-            ax.axis("off")
+    n = len(x)
+    per_row = max(1, min(per_row, n))
+    rows = -(-n // per_row)
+    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(2.3 * 2 * per_row, 2.3 * rows + 0.4), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        left, right = axes[i // per_row, 2 * (i % per_row)], axes[i // per_row, 2 * (i % per_row) + 1]
+        img = to_uint8_hwc(x[i])
+        pred = int(probs[i].argmax())
+        true = f"true {classes[int(labels[i])]}" if labels is not None else "image"
+        left.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        left.set_title(true, fontsize=9)
+        right.imshow(overlay(img, heat[i].numpy(), alpha=alpha), interpolation="nearest")
+        shown = f"pred {classes[pred]}  {100 * float(probs[i, pred]):.1f} %"
+        if targets is not None and int(targets[i]) != pred:
+            shown += f"\nmap for {classes[int(targets[i])]}"
+        right.set_title(shown, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
