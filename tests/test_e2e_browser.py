@@ -48,10 +48,8 @@ def _wait_until_up(proc: subprocess.Popen, url: str, log_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("e2e") / "run"
-    optik.train(data="mnist5k", model="cnn-small", epochs=1, augment="none", out=out, progress=False)
-    return out
+def run(small_mnist_run):
+    return small_mnist_run
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve") / "run"
-    optik.train(data="mnist5k", model="cnn-small", epochs=1, augment="none", out=out, progress=False)
-    return out
+def run(small_mnist_run):
+    return small_mnist_run
 
 
 @pytest.fixture(scope="module")
@@ -322,10 +320,10 @@ def test_several_runs_get_a_model_dropdown(run, page, monkeypatch):
     loaded = next(iter(page.runs.values()))
     monkeypatch.setattr(logic, "load_run", lambda r, *, name, n_examples: dataclasses.replace(loaded, name=name))
     two = Playground([run, run])
-    assert list(two.runs) == ["run", str(run)]  # the same folder name twice: the second by its path
+    assert list(two.runs) == [run.name, str(run)]  # the same folder name twice: the second by its path
     app = build_app([run, run])
     dropdown = next(c for c in app.blocks.values() if getattr(c, "elem_id", None) == "model")
-    assert dropdown.visible is True and [v for _, v in dropdown.choices] == ["run", str(run)]
+    assert dropdown.visible is True and [v for _, v in dropdown.choices] == [run.name, str(run)]
 
 
 def test_attack_text_says_what_happened():
