@@ -301,15 +301,23 @@ def predict(run_or_model: str | os.PathLike | Classifier, images: Sequence[str |
         warnings.warn("skipped unreadable files:\n  " + "\n  ".join(r["error"] for r in results),
                       SkippedImagesWarning, stacklevel=2)
     if decoded:
-        x = conform(stack_images([a for _, a in decoded], size=model.input_size, channels=model.in_channels), model)
-        probs = predict_proba(model, x)
-        k = min(top_k, model.num_classes)
-        for (f, _), p in zip(decoded, probs):
-            top = np.argsort(-p, kind="stable")[:k]
-            results.append({"path": str(f), "top_k": [{"class": model.classes[i], "probability": float(p[i])}
-                                                      for i in top]})
+        probs = predict_proba(model, fit_images([a for _, a in decoded], model))
+        results += [{"path": str(f), "top_k": top_k_classes(p, model.classes, top_k)}
+                    for (f, _), p in zip(decoded, probs)]
     order = {str(f): i for i, f in enumerate(files)}
     return sorted(results, key=lambda r: order[r["path"]])
+
+
+def fit_images(arrays: Sequence[np.ndarray], model: Classifier) -> torch.Tensor:
+    """Decoded images (``uint8`` ``H x W`` or ``H x W x 3``, any sizes) as ``uint8`` ``N x C x H x W`` for
+    ``model``: resized and grey/RGB converted as every command that reads image files does."""
+    return conform(stack_images(list(arrays), size=model.input_size, channels=model.in_channels), model)
+
+
+def top_k_classes(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
+    """``[{"class", "probability"}]`` of the ``k`` most probable classes of one image, most probable first."""
+    top = np.argsort(-probs, kind="stable")[:min(k, len(classes))]
+    return [{"class": classes[i], "probability": float(probs[i])} for i in top]
 
 
 def run_info(run: str | os.PathLike) -> dict:

@@ -297,9 +297,11 @@ def _print_report(report: dict, con) -> None:
     con.print(f"accuracy [bold]{report['accuracy']:.4f}[/]  balanced accuracy {report['balanced_accuracy']:.4f}  "
               f"{topk}  type I errors (FP) {report['type_i_errors']}  type II errors (FN) {report['type_ii_errors']}")
     if "intervals" in report:
+        from optik.evaluation.bootstrap import format_interval
+
         ci = report["intervals"]
-        con.print(f"accuracy {ci['level']:.0%} CI {_interval(ci['accuracy'])} ({ci['method']}, {ci['n_boot']} "
-                  f"resamples, seed {ci['seed']})")
+        con.print(f"accuracy {ci['level']:.0%} CI {format_interval(ci['accuracy'])} ({ci['method']}, "
+                  f"{ci['n_boot']} resamples, seed {ci['seed']})")
     if "binary" in report:
         _print_binary(report["binary"], con)
     if "calibration" in report:
@@ -317,11 +319,9 @@ def _print_report(report: dict, con) -> None:
                   f"{' ...' if len(report['undefined']) > 10 else ''}[/]")
 
 
-def _interval(ci: dict) -> str:
-    return "undefined" if ci["low"] is None else f"[{ci['low']:.3f}, {ci['high']:.3f}]"
-
-
 def _print_binary(b: dict, con) -> None:
+    from optik.evaluation.bootstrap import format_interval
+
     source = {"given": "", "val": ", chosen on the validation split"}.get(b.get("threshold_source", "given"),
                                                                       ", chosen on the evaluated split")
     target = "".join(f" for {k} {v}" for k, v in b.get("target", {}).items())
@@ -329,7 +329,7 @@ def _print_binary(b: dict, con) -> None:
     ci = b.get("intervals", {})
     for key, name in (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("precision", "PPV"),
                       ("npv", "NPV")):
-        con.print(f"  {name:<12} {b[key]:.4f}  {_interval(ci[key]) if key in ci else ''}")
+        con.print(f"  {name:<12} {b[key]:.4f}  {format_interval(ci.get(key))}")
     con.print(f"  type I errors (FP) {b['fp']} (rate {b['fpr']:.4f})  type II errors (FN) {b['fn']} "
               f"(rate {b['fnr']:.4f})")
     if "roc_auc" in b:

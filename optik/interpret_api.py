@@ -9,10 +9,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from optik.api import conform, load
+from optik.api import conform, fit_images, load, top_k_classes
 from optik.core.errors import ConfigError, DataError
 from optik.core.images import to_float
-from optik.data.folder import decode_image, stack_images
+from optik.data.folder import decode_image
 from optik.evaluation.evaluate import predict_proba
 from optik.evaluation.figures import save_figure
 from optik.interpret.figures import feature_map_grid, filter_grid, heatmap_grid
@@ -118,7 +118,7 @@ def load_image(model: Classifier, image: ImageInput) -> torch.Tensor:
             what = "a folder" if path.is_dir() else "which does not exist"
             raise DataError(f"expected an image file, got {str(path)!r}, {what}")
         array = decode_image(path)
-    return conform(stack_images([array], size=model.input_size, channels=model.in_channels), model)
+    return fit_images([array], model)
 
 
 def class_index(model: Classifier, target: int | str) -> int:
@@ -131,12 +131,6 @@ def class_index(model: Classifier, target: int | str) -> int:
         return int(target)
     raise ConfigError(f"expected target as a class name or index 0..{model.num_classes - 1}, got {target!r}; "
                       f"classes: {', '.join(model.classes)}")
-
-
-def top_k_classes(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
-    """``[{"class", "probability"}]`` of the ``k`` most probable classes, as :func:`optik.predict` reports them."""
-    top = np.argsort(-probs, kind="stable")[:min(k, len(classes))]
-    return [{"class": classes[i], "probability": float(probs[i])} for i in top]
 
 
 def _stem(run_or_model, image: ImageInput | None) -> str:

@@ -51,6 +51,13 @@ def _interval(values: np.ndarray, level: float) -> dict:
     return {"low": float(low), "high": float(high), "undefined": int(values.size - ok.size)}
 
 
+def format_interval(ci: dict | None) -> str:
+    """``[low, high]`` to three decimals; ``undefined`` for a metric with no defined resample, ``""`` for none."""
+    if not ci:
+        return ""
+    return "undefined" if ci.get("low") is None else f"[{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
 def bootstrap_intervals(y_true, y_pred, classes: Sequence[str], *, n_boot: int = 2000, level: float = 0.95,
                         seed: int = 0) -> dict:
     """Percentile-bootstrap intervals of accuracy and of each class's sensitivity, specificity, PPV and NPV.

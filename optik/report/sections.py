@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from optik.core.io import read_json
+from optik.evaluation.bootstrap import format_interval
 from optik.report.page import Section, figure_png
 
 log = logging.getLogger("optik")
@@ -16,10 +17,6 @@ log = logging.getLogger("optik")
 
 def _f(v, fmt: str = ".4f") -> str:
     return "-" if v is None else format(v, fmt)
-
-
-def _ci(ci: dict | None) -> str:
-    return "" if not ci or ci.get("low") is None else f"[{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -70,7 +67,7 @@ def evaluation(run: Path, m: dict) -> Section:
     s = Section(f"Evaluation ({m.get('split', 'test')} split, {m['n']} images)", "evaluation")
     ci = m.get("intervals", {})
     topk = ", ".join(f"top-{k} {v:.4f}" for k, v in m.get("top_k_accuracy", {}).items())
-    s.html(f"<p><b>accuracy {m['accuracy']:.4f}</b> {_ci(ci.get('accuracy'))} &nbsp; balanced accuracy "
+    s.html(f"<p><b>accuracy {m['accuracy']:.4f}</b> {format_interval(ci.get('accuracy'))} &nbsp; balanced accuracy "
            f"{m['balanced_accuracy']:.4f} &nbsp; {topk} &nbsp; type I errors (FP) {m['type_i_errors']}, "
            f"type II errors (FN) {m['type_ii_errors']}</p>")
     if ci:
@@ -84,7 +81,7 @@ def evaluation(run: Path, m: dict) -> Section:
     for name, r in m["per_class"].items():
         c = per.get(name, {})
         rows.append((name, r["support"], r["tp"], r["fp"], r["tn"], r["fn"],
-                     *(f"{r[k]:.3f} {_ci(c.get(k))}".strip() for k in ("sensitivity", "specificity", "precision",
+                     *(f"{r[k]:.3f} {format_interval(c.get(k))}".strip() for k in ("sensitivity", "specificity", "precision",
                                                                        "npv")), f"{r['f1']:.3f}"))
     for avg in ("macro", "weighted"):
         rows.append((avg, "", "", "", "", "", *(f"{m[avg][k]:.3f}" for k in ("sensitivity", "specificity",
@@ -105,7 +102,7 @@ def binary(run: Path, m: dict) -> Section | None:
     s.text(f"threshold {b['threshold']:.4g} on P({b['positive']}){target}{source}")
     ci = b.get("intervals", {})
     s.table(("", "value", "95 % interval"),
-            [(name, f"{b[k]:.4f}", _ci(ci.get(k))) for k, name in
+            [(name, f"{b[k]:.4f}", format_interval(ci.get(k))) for k, name in
              (("sensitivity", "sensitivity (TPR)"), ("specificity", "specificity (TNR)"), ("precision", "PPV"),
               ("npv", "NPV"))] +
             [("type I errors (FP)", b["fp"], f"rate {b['fpr']:.4f}"), ("type II errors (FN)", b["fn"],

@@ -17,7 +17,6 @@ import torch
 from optik.augment.generator import AugmentConfig, augment
 from optik.augment.presets import make_augment
 from optik.core.errors import ConfigError
-from optik.data.folder import stack_images
 from optik.evaluation.evaluate import predict_proba
 from optik.models.classifier import Classifier
 
@@ -69,9 +68,9 @@ def load_run(run: str | os.PathLike, *, name: str | None = None, n_examples: int
 def conform_upload(array: np.ndarray, model: Classifier) -> torch.Tensor:
     """A decoded image (``uint8`` ``H x W`` or ``H x W x 3``) as ``uint8`` ``1 x C x H x W`` for ``model``:
     resized and grey/RGB converted exactly as :func:`optik.predict` does."""
-    from optik.api import conform
+    from optik.api import fit_images
 
-    return conform(stack_images([array], size=model.input_size, channels=model.in_channels), model)
+    return fit_images([array], model)
 
 
 # ------------------------------------------------------------------------------------------------ predict
