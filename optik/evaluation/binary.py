@@ -51,7 +51,8 @@ def roc_curve(scores, positive) -> dict[str, np.ndarray]:
         raise ValueError(f"a ROC curve needs both classes; got {n_pos} positive and {n_neg} negative images")
     thr, tp, fp = _counts_by_threshold(scores, positive)
     fpr, tpr = np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
-    return {"fpr": fpr, "tpr": tpr, "thresholds": np.r_[np.inf, thr], "auc": float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2)}
+    auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2)  # trapezoids
+    return {"fpr": fpr, "tpr": tpr, "thresholds": np.r_[np.inf, thr], "auc": auc}
 
 
 def precision_recall_curve(scores, positive) -> dict[str, np.ndarray]:

@@ -2,7 +2,8 @@
 
 - Expected calibration error (Naeini et al. 2015; Guo et al. 2017, https://arxiv.org/abs/1706.04599): the top-1
   confidences are put in ``n_bins`` equal-width bins over ``[0, 1]``, right-closed ``(a, b]`` as in Guo et al.'s
-  code (torchmetrics closes them on the left; the two agree except for confidences exactly on an edge); ECE is the sample-weighted mean of ``|accuracy - mean confidence|`` over bins, MCE the largest gap.
+  code (torchmetrics closes them on the left; the two agree except for confidences exactly on an edge); ECE is
+  the sample-weighted mean of ``|accuracy - mean confidence|`` over bins, MCE the largest gap.
 - Temperature scaling (Guo et al. 2017): logits are divided by one scalar ``T > 0`` fitted on the validation split
   by minimizing the negative log-likelihood. It changes confidences, never the top-1 class. Softmax probabilities
   suffice: ``softmax(log p / T) = softmax(z / T)``, since ``log p`` differs from the logits ``z`` by a constant per

@@ -63,7 +63,8 @@ def roc_pr_figure(roc: dict, pr: dict, *, positive: str, points: Sequence[dict] 
     """ROC (left) and precision-recall (right) curves, with operating points marked.
 
     Args:
-        roc, pr: from :func:`optik.evaluation.binary.roc_curve` / :func:`~optik.evaluation.binary.precision_recall_curve`.
+        roc, pr: from :func:`optik.evaluation.binary.roc_curve` and
+            :func:`~optik.evaluation.binary.precision_recall_curve`.
         positive: name of the positive class (for the titles).
         points: operating points (``threshold``, ``sensitivity``, ``specificity``, ``precision``; optional ``label``).
     """

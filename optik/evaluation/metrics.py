@@ -123,7 +123,8 @@ def classification_report(probs: np.ndarray, y_true: np.ndarray, classes: Sequen
         raise ValueError(f"expected probabilities of shape N x {k}, got {probs.shape}")
     y_pred = predicted_labels(probs, classes, positive=positive, threshold=threshold)
     report = metrics_from_confusion(confusion_matrix(y_true, y_pred, k), classes)
-    report["top_k_accuracy"] = {str(j): top_k_accuracy(probs, y_true, j) for j in sorted({1, *top_k}) if j < k or j == 1}
+    report["top_k_accuracy"] = {str(j): top_k_accuracy(probs, y_true, j) for j in sorted({1, *top_k})
+                                if j < k or j == 1}
     if k == 2:
         pos = positive_index(classes, positive)
         report["binary"] = {"positive": classes[pos], "negative": classes[1 - pos], "threshold": threshold,
