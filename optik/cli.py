@@ -201,6 +201,10 @@ def print_quality(m: dict, con) -> None:
                   + (f" (floor, train vs test images: {floor:.3f})" if floor is not None else "")
                   + f"  KID {q['kid_mean']:.4f} +- {q['kid_std']:.4f}  precision {q['precision']:.3f}  "
                     f"recall {q['recall']:.3f}")
+        if m.get("codes_from") == "fitted":
+            other = m.get("test_prior_codes")
+            con.print("codes drawn from the latent mixture fitted to the training images"
+                      + (f" (codes from the model's prior instead: FID {other['fid']:.3f})" if other else ""))
         hist = q.get("class_histogram")
         if hist:
             shares = "  ".join(f"{c} {v:.1%}" for c, v in hist["fractions"].items())
@@ -218,7 +222,8 @@ def cmd_sample(args) -> None:
     from optik import generative_api as gen
 
     labels = [int(v) for v in args.labels.split(",")] if args.labels else None
-    x = gen.sample(args.run, n=args.n, out=args.out, seed=args.seed, labels=labels, temperature=args.temperature)
+    x = gen.sample(args.run, n=args.n, out=args.out, seed=args.seed, labels=labels, temperature=args.temperature,
+                   codes=args.codes)
     print(f"{len(x)} samples written to {args.out}")
 
 
@@ -233,7 +238,7 @@ def cmd_interpolate(args) -> None:
 def cmd_quality(args) -> None:
     from optik import generative_api as gen
 
-    report = gen.quality(args.run, n=args.n or None, features=args.features, seed=args.seed)
+    report = gen.quality(args.run, n=args.n or None, features=args.features, seed=args.seed, codes=args.codes)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -439,7 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png", help="grid.png, or samples.npz (uint8 N x C x H x W)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--labels", help="conditional GANs: comma-separated class indices (default: balanced)")
-    s.add_argument("--temperature", type=float, default=1.0, help="scale of the latent codes (1 = the prior)")
+    s.add_argument("--temperature", type=float, default=1.0, help="spread of the latent codes around their means (1: as drawn)")
+    s.add_argument("--codes", choices=("fitted", "prior"),
+                   help="VAE: draw codes from the latent mixture fitted after training (the default when the run "
+                        "has one) or from the model's prior")
     s.set_defaults(func=cmd_sample)
 
     s = sub.add_parser("interpolate", help="paths through a GAN's or VAE's latent space (VAE: between test images)")
@@ -456,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=0, help="test images to compare with (0: all)")
     s.add_argument("--features", help="an optik classification run, or inception:PATH (default: the run's)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--codes", choices=("fitted", "prior"), help="VAE: where sample codes come from (see sample)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_quality)
 

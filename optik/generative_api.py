@@ -157,6 +157,8 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
     trainer = fit_generative(task, datamodule, cfg, run, resume=resume is not None, progress=progress,
                              monitor=monitor)
     seconds = time.perf_counter() - start
+    if kind == "vae":
+        task.fit_latent_mixture(ds.images[splits["train"]])  # on the kept (best) weights
     model = task.generative_model().cpu()
     save_generative(model, run)
     metrics = _final_metrics(model, task, ds, splits, extractor, classifier, cfg)
@@ -178,6 +180,11 @@ def _final_metrics(model: GenerativeModel, task, ds, splits, extractor, classifi
     out: dict[str, Any] = {"data": ds.name, "kind": model.kind, "n_test": n}
     if extractor is not None:
         out["test"] = _test_quality(model, test, extractor, classifier, seed=cfg.seed)
+        if isinstance(model, VAEModel) and model.mixture is not None:  # what codes from the model's prior give
+            out["test_prior_codes"] = _test_quality(model.draw_codes_from("prior"), test, extractor, classifier,
+                                                    seed=cfg.seed)
+            model.draw_codes_from("fitted")
+        out["codes_from"] = getattr(model, "codes_from", "prior")
         train = ds.images[splits["train"]]
         pick = torch.randperm(len(train), generator=generator(cfg.seed, "floor"))[:n]
         with warnings.catch_warnings():
@@ -232,18 +239,40 @@ def load_generator(run: str | os.PathLike, *, device: str | torch.device = "cpu"
 
 
 def sample(run: str | os.PathLike | GenerativeModel, *, n: int = 64, out: str | os.PathLike | None = None,
-           seed: int = 0, labels: Sequence[int] | None = None, temperature: float = 1.0) -> torch.Tensor:
+           seed: int = 0, labels: Sequence[int] | None = None, temperature: float = 1.0,
+           codes: str | None = None) -> torch.Tensor:
     """``n`` images ``N x C x H x W`` in [0, 1] from a trained model; ``out`` ``.png`` writes a grid, ``.npz``
-    writes ``images`` (``uint8``, ``N x C x H x W``) and ``labels`` (conditional models)."""
+    writes ``images`` (``uint8``, ``N x C x H x W``) and ``labels`` (conditional models).
+
+    ``codes`` (VAE): draw them from the latent mixture ``"fitted"`` after training (the default when the model
+    has one) or from the model's ``"prior"``.
+    """
     model = run if isinstance(run, GenerativeModel) else load_generator(run)
     if n < 1:
         raise ConfigError(f"expected --n >= 1, got {n}")
     if temperature <= 0:
         raise ConfigError(f"expected a temperature > 0, got {temperature}")
-    x = model.sample(n, generator=generator(seed, "sample"), labels=labels, temperature=temperature).cpu()
+    before = getattr(model, "codes_from", None)
+    _draw_codes_from(model, codes)
+    try:
+        x = model.sample(n, generator=generator(seed, "sample"), labels=labels, temperature=temperature).cpu()
+    finally:
+        if isinstance(model, VAEModel):
+            model.draw_codes_from(before)
     if out is not None:
         _write_samples(Path(out), x, model.labels(n, labels))
     return x
+
+
+def _draw_codes_from(model: GenerativeModel, codes: str | None) -> None:
+    """Where a VAE draws sample codes from (``"fitted"`` / ``"prior"``); a GAN has only its prior."""
+    if codes is None:
+        return
+    if isinstance(model, VAEModel):
+        model.draw_codes_from(codes)
+    elif codes != "prior":
+        raise ConfigError(f"expected codes from 'prior' for a {model.kind.upper()} (only a VAE has a fitted latent "
+                          f"mixture), got {codes!r}")
 
 
 def _write_samples(out: Path, x: torch.Tensor, labels: torch.Tensor | None) -> None:
@@ -282,8 +311,10 @@ def interpolate(run: str | os.PathLike | GenerativeModel, *, out: str | os.PathL
     return save_figure(fig, Path(out))
 
 
-def quality(run: str | os.PathLike, *, n: int | None = None, features: str | None = None, seed: int = 0) -> dict:
-    """Sample quality of a trained run against its test split (FID, KID, precision / recall, class histogram)."""
+def quality(run: str | os.PathLike, *, n: int | None = None, features: str | None = None, seed: int = 0,
+            codes: str | None = None) -> dict:
+    """Sample quality of a trained run against its test split (FID, KID, precision / recall, class histogram);
+    ``codes``: as for :func:`sample`."""
     run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
     saved = load_yaml(run / "config.yaml")
     kind = saved.get("command", "").split(" ")[0]
@@ -294,7 +325,9 @@ def quality(run: str | os.PathLike, *, n: int | None = None, features: str | Non
     ds, splits = _splits(cfg)
     extractor, classifier = feature_extractor(features or cfg.features, cfg, ds, splits)
     model = load_generator(run)
+    _draw_codes_from(model, codes)
     test = ds.images[splits["test"]][:n] if n else ds.images[splits["test"]]
-    report = {"run": str(run), "data": ds.name, **_test_quality(model, test, extractor, classifier, seed=seed)}
+    report = {"run": str(run), "data": ds.name, "codes_from": getattr(model, "codes_from", "prior"),
+              **_test_quality(model, test, extractor, classifier, seed=seed)}
     write_json(run / "quality.json", report)
     return report

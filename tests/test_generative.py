@@ -12,11 +12,13 @@ from safetensors.torch import load_file
 import optik
 from optik import generative_api as gen
 from optik.core.errors import ConfigError, RunError
+from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
 from optik.generative.ema import EMA, ema_beta
 from optik.generative.latent import lerp, slerp
 from optik.generative.losses import (discriminator_loss, generator_loss, kl_normal, r1_penalty,
                                      reconstruction_nll)
+from optik.generative.models import VAEModel
 from optik.generative.nets import VAE, Discriminator, Generator, upsampling_stages
 
 from helpers import run_optik
@@ -285,16 +287,22 @@ def test_vae_reports_test_elbo_that_matches_a_direct_computation(vae_run):
 
     test = ds.images[split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)["test"]].float() / 255
     vae = vae_run.model.vae
+    assert vae.prior is not None and len(vae.prior.logits) == 50  # the default: a learned mixture prior
+    D = torch.distributions
+    prior = D.MixtureSameFamily(D.Categorical(logits=vae.prior.logits),
+                                D.Independent(D.Normal(vae.prior.means, (0.5 * vae.prior.logvars).exp()), 1))
     with torch.no_grad():  # an independent Monte Carlo estimate: 8 posterior samples per image, torch.distributions
         mu, logvar = vae.encode(test)
-        q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
-        kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1).mean().item()
+        q = D.Independent(D.Normal(mu, (0.5 * logvar).exp()), 1)
         g = torch.Generator().manual_seed(123)
-        nll = torch.stack([F.binary_cross_entropy_with_logits(
-            vae.decode(mu + torch.randn(mu.shape, generator=g) * q.scale), test, reduction="none").flatten(1).sum(1)
-            for _ in range(8)]).mean().item()
-    assert kl == pytest.approx(e["kl"], rel=1e-4)
-    assert nll == pytest.approx(e["nll"], rel=0.01)  # one sample per image vs eight: Monte Carlo noise only
+        nll, kl = [], []
+        for _ in range(8):
+            z = mu + torch.randn(mu.shape, generator=g) * (0.5 * logvar).exp()
+            nll.append(F.binary_cross_entropy_with_logits(vae.decode(z), test, reduction="none").flatten(1).sum(1))
+            kl.append(q.log_prob(z) - prior.log_prob(z))
+    # One sample per image (the report) vs eight (here): Monte Carlo noise only.
+    assert torch.stack(kl).mean().item() == pytest.approx(e["kl"], rel=0.02)
+    assert torch.stack(nll).mean().item() == pytest.approx(e["nll"], rel=0.01)
     for f in ("samples.png", "interpolation.png", "reconstructions.png"):
         assert (vae_run.run_dir / "figures" / f).is_file()
 
@@ -325,3 +333,121 @@ def test_bad_generative_input_gets_clear_errors(tmp_path, gan_run, small_classif
     bad = run_optik("gan", "train", "--features", f"inception:{tmp_path / 'nope.pth'}", "--out", tmp_path / "y",
                     check=False)
     assert bad.returncode == 2 and "inception_v3_google" in bad.stderr
+
+
+def test_latent_mixture_density_and_samples_match_scikit_learn():
+    from sklearn.mixture import GaussianMixture
+
+    from optik.generative.latent import LatentMixture
+
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[3.0, 0.0, 0.0], [-3.0, 1.0, 0.0], [0.0, -2.0, 2.0]])
+    codes = torch.cat([c + torch.randn(400, 3, generator=g) @ torch.diag(torch.tensor([1.0, 0.5, 0.2]))
+                       for c in centers])
+    mix = LatentMixture.fit(codes, 3, seed=0)
+    ref = GaussianMixture(3, covariance_type="full", reg_covar=1e-6, random_state=0).fit(codes.double().numpy())
+    z = torch.randn(50, 3, generator=g) * 2
+    torch.testing.assert_close(mix.log_prob(z), torch.from_numpy(ref.score_samples(z.double().numpy())),
+                               rtol=1e-5, atol=1e-4)  # buffers hold float32 copies of sklearn's float64 fit
+    # Samples follow the mixture: its mean and covariance (law of total covariance) within Monte Carlo error.
+    s = mix.sample(200_000, generator=torch.Generator().manual_seed(1)).double()
+    w, m = torch.from_numpy(ref.weights_), torch.from_numpy(ref.means_)
+    mean = (w[:, None] * m).sum(0)
+    cov = (w[:, None, None] * (torch.from_numpy(ref.covariances_) + (m - mean)[:, :, None] * (m - mean)[:, None, :])
+           ).sum(0)
+    torch.testing.assert_close(s.mean(0), mean, atol=0.02, rtol=0)
+    torch.testing.assert_close(s.T.cov(), cov, atol=0.05, rtol=0.01)
+    # Seeded, and temperature shrinks each component's spread around its mean (0: the means themselves).
+    torch.testing.assert_close(mix.sample(5, generator=torch.Generator().manual_seed(2)),
+                               mix.sample(5, generator=torch.Generator().manual_seed(2)))
+    at0 = mix.sample(100, generator=torch.Generator().manual_seed(3), temperature=0.0)
+    assert ((at0[:, None, :] - mix.means[None]).norm(dim=2).min(1).values < 1e-5).all()
+    with pytest.raises(ValueError, match="at least 20 codes"):
+        LatentMixture.fit(codes[:5], 10)
+
+
+def test_vae_samples_from_its_latent_mixture_saved_with_the_model(vae_run, tmp_path):
+    from optik.generative.models import load_generative
+
+    model = vae_run.model
+    assert model.mixture is not None and model.mixture.components == 10 and model.codes_from == "fitted"
+    # The mixture was fitted to the training images' posterior means under the kept weights.
+    ds = optik.load_dataset("mnist5k")
+    from optik.data import split_dataset
+
+    train = ds.images[split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)["train"]]
+    codes = model.encode(train.float() / 255)
+    torch.testing.assert_close(model.mixture.weights @ model.mixture.means, codes.mean(0), atol=1e-3, rtol=0)
+    # Saved and loaded with the run: the same images from the same seed; the model's prior on request.
+    loaded = load_generative(vae_run.run_dir)
+    assert loaded.codes_from == "fitted"
+    a, b = gen.sample(vae_run.run_dir, n=8, seed=4), gen.sample(model, n=8, seed=4)
+    torch.testing.assert_close(a, b)
+    z = model.vae.prior.sample(8, generator=generator(4, "sample"))  # the learned mixture prior's own draw
+    torch.testing.assert_close(gen.sample(vae_run.run_dir, n=8, seed=4, codes="prior"), model.sample_from(z))
+    torch.testing.assert_close(gen.sample(model, n=8, seed=4), a)  # sample() put the model's own choice back
+    # Both samplers' quality is in metrics.json; the CLI switch and the errors.
+    m = vae_run.metrics
+    assert m["codes_from"] == "fitted" and m["test"]["fid"] != m["test_prior_codes"]["fid"]
+    out = run_optik("sample", vae_run.run_dir, "--n", "4", "--codes", "prior", "--out", tmp_path / "s.npz")
+    assert out.returncode == 0
+    with pytest.raises(ConfigError, match="codes from one of"):
+        model.draw_codes_from("uniform")
+    plain = VAEModel(model.vae, arch=model.arch, latent_dim=model.latent_dim, channels=1, image_size=(28, 28),
+                     classes=model.classes)
+    assert plain.codes_from == "prior"
+    with pytest.raises(ConfigError, match="latent_mixture=0"):
+        plain.draw_codes_from("fitted")
+
+
+def test_mixture_prior_density_equals_torch_distributions_and_its_kl_estimate_is_unbiased():
+    from optik.generative.losses import kl_to_prior
+    from optik.generative.nets import MixturePrior
+
+    torch.manual_seed(0)
+    prior = MixturePrior(5, 3)
+    with torch.no_grad():
+        prior.logvars.uniform_(-1, 1)
+        prior.logits.normal_()
+    ref = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=prior.logits),
+        torch.distributions.Independent(torch.distributions.Normal(prior.means, (0.5 * prior.logvars).exp()), 1))
+    z = torch.randn(40, 3) * 2
+    torch.testing.assert_close(prior.log_prob(z), ref.log_prob(z))
+    # Samples come from it: their mean and covariance match the mixture's within Monte Carlo error.
+    s = prior.sample(100_000, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(s.mean(0), ref.mean.detach(), atol=0.02, rtol=0)
+    torch.testing.assert_close(s.var(0), ref.variance.detach(), atol=0.05, rtol=0.02)
+    # The one-sample KL estimate averages to KL(q || p), computed here by brute-force Monte Carlo with
+    # torch.distributions (log q - log p over many codes).
+    mu, logvar = torch.tensor([[0.3, -0.2, 0.5]]), torch.tensor([[-1.0, -0.5, -2.0]])
+    noise = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(2))
+    est = kl_to_prior(mu.expand(len(noise), 3), logvar.expand(len(noise), 3), prior=prior, noise=noise)
+    q = torch.distributions.Independent(torch.distributions.Normal(mu[0], (0.5 * logvar[0]).exp()), 1)
+    zq = q.sample((200_000,))
+    assert est.mean().item() == pytest.approx((q.log_prob(zq) - ref.log_prob(zq)).mean().item(), abs=0.02)
+    with pytest.raises(ValueError, match="noise"):
+        kl_to_prior(mu, logvar, prior=prior)
+    torch.testing.assert_close(kl_to_prior(mu, logvar), torch.distributions.kl_divergence(
+        q, torch.distributions.Independent(torch.distributions.Normal(torch.zeros(3), torch.ones(3)), 1)).view(1))
+
+
+def test_vae_shifts_training_images_only_until_shift_until():
+    from optik.core.config import VAEConfig, from_dict
+    from optik.training.generative import VAETask
+
+    cfg = from_dict(VAEConfig, {"shift_pixels": 1, "shift_until": 0.7})
+    task = VAETask(cfg, channels=1, image_size=(28, 28), classes=[str(i) for i in range(10)])
+    task._noise = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0
+    done = {"share": 0.69}
+    task.progress = lambda: done["share"]
+    shifted = task.augment(x)
+    moved = (shifted != x).flatten(1).any(1)
+    assert 0.7 < moved.float().mean() < 1  # 8 of 9 offsets move the square by one pixel
+    assert torch.equal(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))  # whole pixels, nothing lost inside the frame
+    done["share"] = 0.7
+    assert torch.equal(task.augment(x), x)
+    with pytest.raises(ConfigError, match="shift_until"):
+        from_dict(VAEConfig, {"shift_until": 0})

@@ -345,8 +345,15 @@ class VAEConfig(GenerativeConfig):
     sigma: float | None = _field(None, "gaussian: the fixed pixel standard deviation (default: learned)")
     beta: float = _field(1.0, "weight of the KL term (beta-VAE, Higgins et al. 2017); -ELBO is reported at 1")
     kl_warmup: int = _field(0, "steps over which the KL weight grows linearly from 0 to beta")
-    shift_pixels: int = _field(0, "shift training images by up to N pixels at random (zero fill): regularizes a "
-                                  "VAE on small data (better test -ELBO, blurrier-placed samples)")
+    shift_pixels: int = _field(1, "shift training images by up to N pixels at random (zero fill): regularizes a "
+                                  "VAE on small data (better test -ELBO); 0: off")
+    shift_until: float = _field(0.7, "share of training (of the time budget, or of the epochs) during which "
+                                     "--shift-pixels applies; the rest trains on the images as they are")
+    prior_components: int = _field(50, "0: the N(0, I) prior; K > 0: a learned mixture of K Gaussians as the prior "
+                                      "(a tighter ELBO; samples from it land nearer real codes)")
+    latent_mixture: int = _field(10, "components of a Gaussian mixture fitted to the training images' latent codes "
+                                     "after training; samples draw their codes from it (ex-post density "
+                                     "estimation, Ghosh et al. 2020). 0: from the N(0, I) prior")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -356,3 +363,8 @@ class VAEConfig(GenerativeConfig):
         _check(self.kl_warmup >= 0, "kl_warmup", "steps >= 0", self.kl_warmup)
         _check(self.hidden >= 1, "hidden", "an integer >= 1", self.hidden)
         _check(self.shift_pixels >= 0, "shift_pixels", "pixels >= 0", self.shift_pixels)
+        _check(0 < self.shift_until <= 1, "shift_until", "a share of training in (0, 1]", self.shift_until)
+        _check(self.prior_components >= 0, "prior_components", "a number of components >= 0 (0: N(0, I))",
+               self.prior_components)
+        _check(self.latent_mixture >= 0, "latent_mixture", "a number of components >= 0 (0: none)",
+               self.latent_mixture)

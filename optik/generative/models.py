@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from optik.core.errors import CheckpointError, ConfigError, RunError
+from optik.generative.latent import LatentMixture
 from optik.generative.nets import VAE, Generator
 
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -96,13 +97,40 @@ class GANModel(GenerativeModel):
 
 
 class VAEModel(GenerativeModel):
-    """A trained VAE: sample from the prior, encode to the posterior mean, decode to pixel means."""
+    """A trained VAE: sample, encode to the posterior mean, decode to pixel means.
+
+    Sample codes come from ``mixture`` (a :class:`~optik.generative.latent.LatentMixture` fitted to the training
+    images' codes after training) when the model has one, else from the model's prior (``N(0, I)`` or its learned
+    mixture prior); :meth:`draw_codes_from` switches between ``"fitted"`` and ``"prior"``.
+    """
 
     kind = "vae"
+    CODE_SOURCES = ("fitted", "prior")
 
-    def __init__(self, vae: VAE, **kw: Any):
+    def __init__(self, vae: VAE, *, mixture: LatentMixture | None = None, **kw: Any):
         super().__init__(**kw)
-        self.vae = vae
+        self.vae, self.mixture = vae, mixture
+        self.codes_from = "fitted" if mixture is not None else "prior"
+
+    def draw_codes_from(self, source: str) -> "VAEModel":
+        """Draw sample codes from the ``"fitted"`` latent mixture or from the model's ``"prior"``."""
+        if source not in self.CODE_SOURCES:
+            raise ConfigError(f"expected codes from one of {list(self.CODE_SOURCES)}, got {source!r}")
+        if source == "fitted" and self.mixture is None:
+            raise ConfigError("expected a VAE with a fitted latent mixture for codes from 'fitted', but this one "
+                              "has none (trained with latent_mixture=0); use 'prior'")
+        self.codes_from = source
+        return self
+
+    def latents(self, n: int, *, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        if self.codes_from == "fitted" and self.mixture is not None:
+            return self.mixture.sample(n, generator=generator, temperature=temperature).to(self.device)
+        if self.vae.prior is not None:
+            return self.vae.prior.sample(n, generator=generator, temperature=temperature).to(self.device)
+        return super().latents(n, generator=generator, temperature=temperature)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "latent_mixture": self.mixture.components if self.mixture is not None else 0}
 
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return torch.sigmoid(self.vae.decode(z))
@@ -138,7 +166,9 @@ def build_generative(meta: dict[str, Any]) -> GenerativeModel:
     if meta["kind"] == "gan":
         return GANModel(Generator(**arch), arch=arch, **common)
     if meta["kind"] == "vae":
-        return VAEModel(VAE(**arch), arch=arch, **common)
+        k = int(meta.get("latent_mixture", 0))
+        return VAEModel(VAE(**arch), mixture=LatentMixture(k, common["latent_dim"]) if k else None, arch=arch,
+                        **common)
     raise CheckpointError(f"expected a generative model of kind gan or vae, got {meta['kind']!r}")
 
 

@@ -207,6 +207,10 @@ def generative(run: Path, m: dict, *, kind: str, anchor: str = "generative") -> 
     hist = q.get("class_histogram")
     if hist:
         rows.append(("classes under 5 %", hist.get("num_missing", 0), ", ".join(map(str, hist.get("missing", [])))))
+    other = m.get("test_prior_codes")
+    if other:
+        rows[0] = (rows[0][0], rows[0][1], rows[0][2] + "; codes from the latent mixture fitted after training "
+                   f"(from the model's prior: FID {_f(other.get('fid'), '.3f')})")
     if "test_neg_elbo" in m:
         e = m["test_neg_elbo"]
         rows.append(("test -ELBO (nats)", f"{e['neg_elbo']:.2f}", f"NLL {e['nll']:.2f} + KL {e['kl']:.2f}"))

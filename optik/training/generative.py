@@ -12,9 +12,18 @@ from optik.core.config import GANConfig, VAEConfig
 from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
 from optik.generative.ema import EMA, ema_beta
+from optik.generative.latent import LatentMixture
 from optik.generative.losses import discriminator_loss, generator_loss, negative_elbo, r1_penalty
 from optik.generative.models import GANModel, GenerativeModel, VAEModel
 from optik.generative.nets import VAE, Discriminator, Generator
+
+
+def adam(params, **kw) -> torch.optim.Adam:
+    """Adam with PyTorch's fused kernel where it has one (CPU and CUDA). On 2 CPU cores the default per-tensor
+    loop took about 9 ms of a 50 ms VAE step at batch 64; the fused kernel takes 2.5 ms. Same update rule."""
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, fused=True if fused else None, **kw)
 
 
 class _GenerativeTask(L.LightningModule):
@@ -142,8 +151,8 @@ class GANTask(_GenerativeTask):
     def configure_optimizers(self):
         cfg = self.cfg
         betas = (cfg.beta1, cfg.beta2)
-        return [torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas),
-                torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr or cfg.lr, betas=betas)]
+        return [adam(self.G.parameters(), lr=cfg.lr, betas=betas),
+                adam(self.D.parameters(), lr=cfg.d_lr or cfg.lr, betas=betas)]
 
     def generative_model(self) -> GANModel:
         source = self.ema.average if self.ema is not None else self.G
@@ -158,28 +167,55 @@ class VAETask(_GenerativeTask):
     def __init__(self, cfg: VAEConfig, *, channels: int, image_size: Sequence[int], classes: Sequence[str]):
         super().__init__(cfg, channels=channels, image_size=image_size, classes=classes)
         self.arch = {"latent_dim": cfg.latent_dim, "channels": channels, "image_size": self.common["image_size"],
-                     "width": cfg.width, "hidden": cfg.hidden}
+                     "width": cfg.width, "hidden": cfg.hidden, "prior_components": cfg.prior_components}
         self.vae = VAE(**self.arch)
         learn = cfg.likelihood == "gaussian" and cfg.sigma is None
         self.log_sigma = torch.nn.Parameter(torch.tensor(math.log(cfg.sigma or 0.1)), requires_grad=learn)
         self._val: list[torch.Tensor] = []
+        self.mixture: LatentMixture | None = None  # fitted after training; not in checkpoints
+
+    @torch.no_grad()
+    def fit_latent_mixture(self, images: torch.Tensor, batch_size: int = 1000) -> None:
+        """Fit the latent mixture (``cfg.latent_mixture`` components) to the posterior means of ``images``
+        (``uint8`` ``N x C x H x W``, the training split), once, after training, on the weights kept.
+
+        The sample-quality checks during training draw codes from the model's prior instead: refitting at each
+        check (scikit-learn's EM, about 1 s for 3,600 codes) would cost more than the check itself.
+        """
+        k = self.cfg.latent_mixture
+        if not k:
+            return
+        was = self.training
+        self.eval()
+        try:
+            codes = torch.cat([self.vae.encode(images[i:i + batch_size].to(self.device).float() / 255)[0]
+                               for i in range(0, len(images), batch_size)])
+        finally:
+            self.train(was)
+        self.mixture = LatentMixture.fit(codes, k, seed=self.cfg.seed)
 
     def _elbo_terms(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.vae.encode(x)
         z = mu + noise * (0.5 * logvar).exp()  # reparameterization: gradients flow to mu and logvar
-        return negative_elbo(self.cfg.likelihood, self.vae.decode(z), x, mu, logvar, log_sigma=self.log_sigma)
+        return negative_elbo(self.cfg.likelihood, self.vae.decode(z), x, mu, logvar, log_sigma=self.log_sigma,
+                             prior=self.vae.prior, noise=noise)
 
     def kl_weight(self) -> float:
         warm = self.cfg.kl_warmup
         return self.cfg.beta * (min(1.0, (int(self.batches_done) + 1) / warm) if warm else 1.0)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, _ = batch
-        if self.cfg.shift_pixels:
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The training batch as the step sees it: shifted at random by up to ``shift_pixels`` (zero fill) while
+        the share of training done is under ``shift_until``, as it is after that."""
+        if self.cfg.shift_pixels and self.progress() < self.cfg.shift_until:
             from optik.generative.diffaug import translate
 
             u = torch.rand((len(x), 2), generator=self._noise).to(self.device)
             x = translate(x, u, pixels=self.cfg.shift_pixels)
+        return x
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = self.augment(batch[0])
         nll, kl = self._elbo_terms(x, self.randn(len(x), self.cfg.latent_dim))
         loss = (nll + self.kl_weight() * kl).mean()
         self.images_seen += len(x) * self.trainer.world_size
@@ -201,8 +237,8 @@ class VAETask(_GenerativeTask):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        return torch.optim.Adam(list(self.vae.parameters()) + [self.log_sigma], lr=cfg.lr,
-                                betas=(cfg.beta1, cfg.beta2))
+        return adam(list(self.vae.parameters()) + [self.log_sigma], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
     def generative_model(self) -> VAEModel:
-        return VAEModel(copy.deepcopy(self.vae).eval(), arch=self.arch, **self.common)
+        mixture = copy.deepcopy(self.mixture) if self.mixture is not None else None
+        return VAEModel(copy.deepcopy(self.vae).eval(), mixture=mixture, arch=self.arch, **self.common)
