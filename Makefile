@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/optik demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
