@@ -507,8 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("optik: %(message)s"))
-    logging.getLogger("optik").addHandler(handler)
-    logging.getLogger("optik").setLevel(logging.INFO)
+    logger = logging.getLogger("optik")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
     try:
         args.func(args)
@@ -518,6 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"optik {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:  # main() may run many times in one process (tests, notebooks): leave no handler behind
+        logger.removeHandler(handler)
     return 0
 
 

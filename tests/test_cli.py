@@ -9,7 +9,7 @@ from helpers import run_optik
 
 
 def test_lists():
-    out = run_optik("datasets", "--json")
+    out = run_optik("datasets", "--json", isolated=True)  # the real entry point, `python -m optik`, once
     assert "mnist5k" in {d["name"] for d in json.loads(out.stdout)}
     models = json.loads(run_optik("models", "--json").stdout)
     assert "cnn" in {m["name"] for m in models["cnn"]}

@@ -117,7 +117,7 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     out = tmp_path / "ddp"
     run_optik("train", "--data", "digits", "--model", "cnn-small", "--epochs", "2", "--batch-size", "32",
               "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--log-shards", "--no-progress",
-              "--out", out)
+              "--out", out, isolated=True)  # DDP relaunches its own command line: not pytest's
     ranks = [json.loads((out / "shards" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     seen = [set(r["train_indices_epoch0"]) for r in ranks]
