@@ -1,7 +1,9 @@
 """DCGAN generator and discriminator, and a convolutional VAE, sized from the image shape.
 
-Architecture only: no losses, no sampling of the latent code, no devices. Images are ``N x C x H x W`` float in
-[0, 1] on both sides (the networks map to and from [-1, 1] inside, as DCGAN does).
+Architecture only: no losses, no devices. The one piece of sampling here is the VAE's learned
+:class:`MixturePrior`, whose parameters belong to the model (the N(0, I) prior's codes are drawn in
+``optik.generative.models``). Images are ``N x C x H x W`` float in [0, 1] on both sides (the networks map to
+and from [-1, 1] inside, as DCGAN does).
 """
 from __future__ import annotations
 
