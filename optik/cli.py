@@ -444,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png", help="grid.png, or samples.npz (uint8 N x C x H x W)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--labels", help="conditional GANs: comma-separated class indices (default: balanced)")
-    s.add_argument("--temperature", type=float, default=1.0, help="spread of the latent codes around their means (1: as drawn)")
+    s.add_argument("--temperature", type=float, default=1.0,
+                   help="spread of the latent codes around their means (1: as drawn)")
     s.add_argument("--codes", choices=("fitted", "prior"),
                    help="VAE: draw codes from the latent mixture fitted after training (the default when the run "
                         "has one) or from the model's prior")

@@ -157,9 +157,9 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
     trainer = fit_generative(task, datamodule, cfg, run, resume=resume is not None, progress=progress,
                              monitor=monitor)
     seconds = time.perf_counter() - start
-    if kind == "vae":
-        task.fit_latent_mixture(ds.images[splits["train"]])  # on the kept (best) weights
     model = task.generative_model().cpu()
+    if kind == "vae" and cfg.latent_mixture:
+        model.fit_mixture(ds.images[splits["train"]], cfg.latent_mixture, seed=cfg.seed)  # on the kept weights
     save_generative(model, run)
     metrics = _final_metrics(model, task, ds, splits, extractor, classifier, cfg)
     done = task.final_counts  # the end of training, not the best epoch's (whose weights the task now holds)

@@ -81,8 +81,8 @@ def evaluation(run: Path, m: dict) -> Section:
     for name, r in m["per_class"].items():
         c = per.get(name, {})
         rows.append((name, r["support"], r["tp"], r["fp"], r["tn"], r["fn"],
-                     *(f"{r[k]:.3f} {format_interval(c.get(k))}".strip() for k in ("sensitivity", "specificity", "precision",
-                                                                       "npv")), f"{r['f1']:.3f}"))
+                     *(f"{r[k]:.3f} {format_interval(c.get(k))}".strip()
+                       for k in ("sensitivity", "specificity", "precision", "npv")), f"{r['f1']:.3f}"))
     for avg in ("macro", "weighted"):
         rows.append((avg, "", "", "", "", "", *(f"{m[avg][k]:.3f}" for k in ("sensitivity", "specificity",
                                                                             "precision", "npv", "f1"))))

@@ -12,7 +12,6 @@ from optik.core.config import GANConfig, VAEConfig
 from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
 from optik.generative.ema import EMA, ema_beta
-from optik.generative.latent import LatentMixture
 from optik.generative.losses import discriminator_loss, generator_loss, negative_elbo, r1_penalty
 from optik.generative.models import GANModel, GenerativeModel, VAEModel
 from optik.generative.nets import VAE, Discriminator, Generator
@@ -172,27 +171,6 @@ class VAETask(_GenerativeTask):
         learn = cfg.likelihood == "gaussian" and cfg.sigma is None
         self.log_sigma = torch.nn.Parameter(torch.tensor(math.log(cfg.sigma or 0.1)), requires_grad=learn)
         self._val: list[torch.Tensor] = []
-        self.mixture: LatentMixture | None = None  # fitted after training; not in checkpoints
-
-    @torch.no_grad()
-    def fit_latent_mixture(self, images: torch.Tensor, batch_size: int = 1000) -> None:
-        """Fit the latent mixture (``cfg.latent_mixture`` components) to the posterior means of ``images``
-        (``uint8`` ``N x C x H x W``, the training split), once, after training, on the weights kept.
-
-        The sample-quality checks during training draw codes from the model's prior instead: refitting at each
-        check (scikit-learn's EM, about 1 s for 3,600 codes) would cost more than the check itself.
-        """
-        k = self.cfg.latent_mixture
-        if not k:
-            return
-        was = self.training
-        self.eval()
-        try:
-            codes = torch.cat([self.vae.encode(images[i:i + batch_size].to(self.device).float() / 255)[0]
-                               for i in range(0, len(images), batch_size)])
-        finally:
-            self.train(was)
-        self.mixture = LatentMixture.fit(codes, k, seed=self.cfg.seed)
 
     def _elbo_terms(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.vae.encode(x)
@@ -240,5 +218,4 @@ class VAETask(_GenerativeTask):
         return adam(list(self.vae.parameters()) + [self.log_sigma], lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
     def generative_model(self) -> VAEModel:
-        mixture = copy.deepcopy(self.mixture) if self.mixture is not None else None
-        return VAEModel(copy.deepcopy(self.vae).eval(), mixture=mixture, arch=self.arch, **self.common)
+        return VAEModel(copy.deepcopy(self.vae).eval(), arch=self.arch, **self.common)
