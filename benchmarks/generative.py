@@ -10,7 +10,9 @@ The floor is the FID of 1,000 real training images against the same test images.
 The plain references are written here from scratch, as a person would from the DCGAN paper and PyTorch's DCGAN
 example (BatchNorm, Adam 2e-4 / 0.5, binary cross-entropy) and from Kingma & Welling (a conv VAE, Bernoulli
 likelihood, Adam 1e-3). Both sides get batch 64, the same split and the same budget; throughput is batches per
-second of wall-clock training time (optik's includes its per-epoch FID checks and checkpoints).
+second of wall-clock training time (optik's includes its FID checks, sample grids, validation and checkpoints).
+The plain VAE runs again after optik's (A-B-A): optik's VAE throughput is compared with the mean of both plain runs,
+since this machine's speed drifts within minutes.
 """
 from __future__ import annotations
 
@@ -178,6 +180,8 @@ def main() -> None:
     p.add_argument("--optik-gan", nargs="*", default=[], help="GANConfig overrides, key=value")
     p.add_argument("--optik-vae", nargs="*", default=[], help="VAEConfig overrides, key=value")
     p.add_argument("--out", default="runs/bench-generative")
+    p.add_argument("--no-plain-after", dest="plain_after", action="store_false",
+                   help="skip the second plain VAE run after optik's (A-B-A throughput comparison)")
     p.add_argument("--step-speed", action="store_true", help="only time bare VAE steps (architecture cost)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -230,6 +234,15 @@ def main() -> None:
             results["optik_vae"] = {**_optik_summary(r, score, _overrides(args.optik_vae)),
                                     "test_neg_elbo": r.metrics["test_neg_elbo"]["neg_elbo"]}
             print("optik VAE", results["optik_vae"], flush=True)
+        if args.sides == "both" and args.plain_after:
+            # The plain loop again after optik's run (A-B-A): this machine's speed drifts by 10 % and more within
+            # minutes, so the ratio is taken against the mean of the plain runs before and after.
+            _, steps, elapsed, _ = plain_vae(train, test, seconds, args.seed)
+            before = results["plain_vae"]["it_per_s"]
+            results["plain_vae_after"] = {"steps": steps, "it_per_s": steps / elapsed}
+            results["optik_vae"]["vs_plain_mean"] = results["optik_vae"]["it_per_s"] / ((before + steps / elapsed) / 2)
+            print("plain VAE after", results["plain_vae_after"], "optik / mean plain:",
+                  round(results["optik_vae"]["vs_plain_mean"], 3), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

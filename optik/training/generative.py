@@ -39,6 +39,13 @@ class _GenerativeTask(L.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._steps = 0
 
+    def setup(self, stage: str) -> None:
+        # Channels-last weights, as classification trains (optik.training.trainer.fit): oneDNN's convolutions
+        # run faster on them, a VAE step at batch 64 on 2 CPU cores about 10 % (benchmarks/README.md). Same
+        # values; saved weights are made contiguous (optik.models.io.save_model). setup() runs before the
+        # optimizers are built and a checkpoint restored, so their states take the same layout.
+        self.to(memory_format=torch.channels_last)
+
     def on_train_epoch_start(self) -> None:
         # Every random draw of an epoch comes from (seed, epoch, rank): a resumed run continues identically.
         self._noise = generator(self.cfg.seed, "noise", self.current_epoch, self.global_rank)
@@ -171,6 +178,9 @@ class VAETask(_GenerativeTask):
         learn = cfg.likelihood == "gaussian" and cfg.sigma is None
         self.log_sigma = torch.nn.Parameter(torch.tensor(math.log(cfg.sigma or 0.1)), requires_grad=learn)
         self._val: list[torch.Tensor] = []
+        # The step calls backward and Adam itself: Lightning's automatic-optimization closure and hooks cost about
+        # 1 ms of a 45 ms CPU step (benchmarks/README.md, generative section).
+        self.automatic_optimization = False
 
     def _elbo_terms(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.vae.encode(x)
@@ -196,9 +206,13 @@ class VAETask(_GenerativeTask):
         x = self.augment(batch[0])
         nll, kl = self._elbo_terms(x, self.randn(len(x), self.cfg.latent_dim))
         loss = (nll + self.kl_weight() * kl).mean()
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
         self.images_seen += len(x) * self.trainer.world_size
         self._log_sparse(loss=loss, neg_elbo=(nll + kl).mean())
-        return loss
+        return loss.detach()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, _ = batch
