@@ -307,6 +307,18 @@ def test_vae_reports_test_elbo_that_matches_a_direct_computation(vae_run):
         assert (vae_run.run_dir / "figures" / f).is_file()
 
 
+def test_vae_validates_every_val_every_epochs_and_at_the_last(vae_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # 3 epochs with the default val_every=5: validation only at the last epoch; at most one per epoch otherwise.
+    acc = EventAccumulator(str(vae_run.run_dir / "tensorboard")).Reload()
+    assert len(acc.Scalars("val/neg_elbo")) == 1
+    assert len(acc.Images("samples")) == 3  # sample grids still every epoch
+    with pytest.raises(ConfigError, match="val_every"):
+        gen.make_generative_config("vae", val_every=0)
+    assert gen.make_generative_config("vae").quality_every == 10
+
+
 def test_vae_interpolates_between_encoded_test_images(vae_run, tmp_path):
     out = gen.interpolate(vae_run.run_dir, out=tmp_path / "v.png", rows=2, steps=5)
     assert out.is_file()

@@ -353,8 +353,9 @@ class VAEConfig(GenerativeConfig):
                                       "(a tighter ELBO; samples from it land nearer real codes)")
     quality_every: int = _field(10, "epochs between sample-quality checks (the last epoch is always checked); a "
                                     "VAE on a cosine schedule improves to its end, so fewer checks than a GAN's")
-    val_every: int = _field(5, "epochs between validation -ELBO checks (the test -ELBO is measured after "
-                               "training); an mnist5k epoch takes about 3 s, its validation 0.1 s")
+    val_every: int = _field(5, "epochs between validation -ELBO checks (the last epoch is always checked; the "
+                               "test -ELBO is measured after training); an mnist5k epoch takes about 3 s, its "
+                               "validation 0.1 s")
     latent_mixture: int = _field(10, "components of a Gaussian mixture fitted to the training images' latent codes "
                                      "after training; samples draw their codes from it (ex-post density "
                                      "estimation, Ghosh et al. 2020). 0: from the N(0, I) prior")

@@ -113,7 +113,6 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
         logger=TensorBoardLogger(save_dir=str(run), name="tensorboard", version="", default_hp_metric=False),
         callbacks=callbacks, plugins=[SafeCheckpointIO()], enable_progress_bar=progress, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
-        check_val_every_n_epoch=getattr(cfg, "val_every", 1),
         log_every_n_steps=max(1, min(10, steps)), deterministic=False,
     )
     last = run / CHECKPOINTS / "last.ckpt"
