@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from optik.core.errors import CheckpointError, ConfigError, RunError
-from optik.models import MODELS, build_cnn, create_classifier, list_models, load_classifier, parse_spec, save_classifier
+from optik.models import MODELS, build_cnn, create_classifier, list_models, load_classifier, save_classifier
 
 
 def test_spec_layers_map_to_modules():
