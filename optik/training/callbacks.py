@@ -98,6 +98,11 @@ def is_last_epoch(trainer: L.Trainer) -> bool:
     return trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs
 
 
+def epoch_due(trainer: L.Trainer, every: int) -> bool:
+    """Is a check that runs every ``every`` epochs due at the end of this one? The last epoch always is."""
+    return (trainer.current_epoch + 1) % every == 0 or is_last_epoch(trainer)
+
+
 class SampleMonitor(L.Callback):
     """For generative tasks, at the end of every training epoch: a grid of samples from fixed codes in TensorBoard,
     and every ``every`` epochs the FID of ``n`` samples against reference features, logged as ``quality/fid``
@@ -132,7 +137,7 @@ class SampleMonitor(L.Callback):
 
         epoch = trainer.current_epoch
         model = task.generative_model().to(task.device)
-        if self.extractor is not None and self.every and ((epoch + 1) % self.every == 0 or is_last_epoch(trainer)):
+        if self.extractor is not None and self.every and epoch_due(trainer, self.every):
             x = model.sample(self.n, generator=generator(self.seed, "quality"))
             stats = FeatureStats.from_features(extract_features(self.extractor, x))
             import warnings

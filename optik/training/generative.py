@@ -216,9 +216,9 @@ class VAETask(_GenerativeTask):
 
     def _validating(self) -> bool:
         """Validate every ``val_every`` epochs and at the last one (also one cut short by a time budget)."""
-        from optik.training.callbacks import is_last_epoch
+        from optik.training.callbacks import epoch_due
 
-        return (self.current_epoch + 1) % self.cfg.val_every == 0 or is_last_epoch(self.trainer)
+        return epoch_due(self.trainer, self.cfg.val_every)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         if not self._validating():  # Lightning still walks the batches: about 2 ms an epoch
