@@ -16,7 +16,8 @@ def optik_cmd(*args) -> list[str]:
 
 def run_optik(*args, check=True, timeout=600, env=None, isolated=False) -> subprocess.CompletedProcess:
     """``optik ARGS`` with its exit code, stdout and stderr. In-process through ``optik.cli.main`` unless
-    ``isolated`` or ``env`` asks for a subprocess (each subprocess pays ~5 s of imports on 2 cores)."""
+    ``isolated`` or ``env`` asks for a subprocess (each subprocess pays ~5 s of imports on 2 cores). ``timeout``
+    bounds subprocesses only; an in-process run is bounded by pytest's own limits."""
     if isolated or env:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         env.pop("LOCAL_RANK", None)
