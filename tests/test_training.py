@@ -99,8 +99,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
-    assert not list(killed.rglob("*.tmp")) or True  # a temp file may remain; the real files are whole
-    epoch = torch.load(last, weights_only=True)["epoch"]
+    epoch = torch.load(last, weights_only=True)["epoch"]  # whole and readable (a killed writer leaves only a .tmp)
     assert epoch < 7
 
     run_optik("train", "--resume", killed, "--no-progress")
