@@ -14,7 +14,7 @@ from optik import generative_api as gen
 from optik.core.errors import ConfigError, RunError
 from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
-from optik.generative.ema import EMA, ema_beta
+from optik.training.ema import EMA, ema_beta
 from optik.generative.latent import lerp, slerp
 from optik.generative.losses import (discriminator_loss, generator_loss, kl_normal, r1_penalty,
                                      reconstruction_nll)

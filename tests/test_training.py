@@ -151,6 +151,30 @@ def test_mixed_precision_early_stopping_and_keep_best(tmp_path):
         assert torch.equal(v, best["model." + k].contiguous()), k
 
 
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_weight_average_is_validated_and_saved(tmp_path, keep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / keep
+    result = optik.train(data="digits", model="cnn-small", epochs=3, ema_half_life=500, keep=keep, out=run,
+                         progress=False)
+    ckpt = torch.load(run / "checkpoints" / f"{keep}.ckpt", weights_only=True)["state_dict"]
+    saved = load_file(str(run / "model.safetensors"))
+    for k, v in saved.items():
+        assert torch.equal(v, ckpt["ema.average." + k].contiguous()), k
+    assert any(not torch.equal(v, ckpt["model." + k].contiguous()) for k, v in saved.items() if v.is_floating_point())
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    ds = load_dataset("digits")
+    val = split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)["val"]
+    with torch.no_grad():
+        pred = result.model.eval()(ds.images[val].float() / 255).argmax(1)
+    logged = {e.step: e.value for e in acc.Scalars("val/acc")}
+    step = torch.load(run / "checkpoints" / f"{keep}.ckpt", weights_only=True)["global_step"]
+    assert logged[step - 1] == pytest.approx((pred == ds.labels[val]).double().mean().item())
+
+
 class _Payload:
     """Unpickling this would run code: a checkpoint holding it must be refused, not executed."""
 

@@ -39,6 +39,9 @@ class TrainConfig:
     schedule: str = _field("onecycle", "onecycle | cosine | constant")
     warmup_fraction: float = _field(0.25, "onecycle: share of steps spent warming up")
     label_smoothing: float = _field(0.1, "cross-entropy label smoothing")
+    ema_half_life: float = _field(0, "weight average (EMA) of the model, its half-life in images; 0 = off. "
+                                     "Validation, keep=best and the saved model use the average")
+    ema_rampup: float | None = _field(0.05, "EMA half-life at most this x images seen (None: no ramp-up)")
     pretrained: bool = _field(False, "zoo / timm models: start from the default hub weights (cached or online)")
     weights: str | None = _field(None, "start from these weights: .safetensors / .pth file or optik run folder")
     input_size: int | None = _field(None, "the size the network sees (resized on the fly); default: the zoo "
@@ -95,6 +98,9 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "weight_decay", "a value >= 0", self.weight_decay)
         _check(0 < self.warmup_fraction < 1, "warmup_fraction", "a value in (0, 1)", self.warmup_fraction)
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "a value in [0, 1)", self.label_smoothing)
+        _check(self.ema_half_life >= 0, "ema_half_life", "images >= 0", self.ema_half_life)
+        _check(self.ema_rampup is None or self.ema_rampup > 0, "ema_rampup", "None or a factor > 0",
+               self.ema_rampup)
         self.augmentation()  # validates the preset and knobs now, not at the first training step
         _check(self.image_size is None or self.image_size >= 4, "image_size", "None or an integer >= 4",
                self.image_size)

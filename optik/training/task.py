@@ -10,6 +10,7 @@ from optik.augment.generator import augment
 from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import metrics_from_confusion
+from optik.training.ema import EMA, ema_beta
 from optik.models.classifier import Classifier
 from optik.models.transfer import parameter_groups, set_trainable, trainable_stages_at
 
@@ -19,6 +20,10 @@ class ClassificationTask(L.LightningModule):
 
     Every epoch reseeds dropout and augmentation from ``(seed, epoch, rank)``, so a run resumed from the
     checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have.
+
+    With ``cfg.ema_half_life`` the task also keeps ``ema.average``, an exponential moving average of the model's
+    weights (BatchNorm statistics copied from the model); validation measures the average, and it is what
+    :func:`~optik.training.trainer.fit` returns.
     """
 
     def __init__(self, model: Classifier, cfg: TrainConfig, *, steps_per_epoch: int):
@@ -32,6 +37,7 @@ class ClassificationTask(L.LightningModule):
         self._loss_sum, self._loss_count = torch.zeros(()), 0
         self.augmentation = cfg.augmentation()
         self._frozen_norms: list[torch.nn.Module] = []
+        self.ema = EMA(model) if cfg.ema_half_life else None  # in the checkpoint: resuming restores it
         self._stages: int | None | str = "unset"
         self._set_trainable(0)  # before data parallel wraps the model: it registers the trainable parameters
 
@@ -50,6 +56,11 @@ class ClassificationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    @property
+    def evaluated(self) -> Classifier:
+        """The weights validation measures and training returns: the average when there is one."""
+        return self.ema.average if self.ema is not None else self.model
+
     def on_train_epoch_start(self) -> None:
         epoch, rank = self.current_epoch, self.global_rank
         self._set_trainable(epoch)
@@ -60,6 +71,12 @@ class ClassificationTask(L.LightningModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         for m in self._frozen_norms:  # Lightning switches everything to train mode each epoch; not these
             m.eval()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:  # images seen follow from the step count (full batches), so resuming agrees
+            n = len(batch[1]) * self.trainer.world_size
+            self.ema.update(self.model, ema_beta(batch_size=n, half_life_images=self.cfg.ema_half_life,
+                                                 images_seen=self.global_step * n, rampup=self.cfg.ema_rampup))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -131,15 +148,16 @@ class ClassificationTask(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        net = self.evaluated
+        logits = net(x.contiguous(memory_format=torch.channels_last))
         self.val_confusion.update(logits.argmax(dim=1), y)
         self.log("val/loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=len(y))
         if self.cfg.adversarial:  # robust accuracy under PGD at the full eps, the training attack's steps
             from optik.robustness.attacks import PGD
 
-            attack = PGD(self.model, eps=self.cfg.eps, steps=max(self.cfg.attack_steps, 10), batch_size=len(x))
+            attack = PGD(net, eps=self.cfg.eps, steps=max(self.cfg.attack_steps, 10), batch_size=len(x))
             with torch.no_grad():
-                robust = (self.model(attack.generate(x, y)).argmax(1) == y).float().mean()
+                robust = (net(attack.generate(x, y)).argmax(1) == y).float().mean()
             self.log("val/robust_acc", robust, prog_bar=True, sync_dist=True, batch_size=len(y))
 
     def on_validation_epoch_end(self) -> None:

@@ -41,6 +41,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # resuming
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
+    _ignore_intended_eval_modules()
     return L.Trainer(
         default_root_dir=run,
         max_epochs=cfg.epochs,
@@ -62,10 +63,16 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
     )
 
 
+def _ignore_intended_eval_modules() -> None:
+    """Lightning warns of modules in eval mode when training starts; optik's are so on purpose: weight averages
+    (EMA copies) and the BatchNorm layers of a frozen backbone."""
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
+
+
 def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: Path, *, resume: bool,
         progress: bool) -> tuple[Classifier, L.Trainer]:
     """Train ``model`` in place; return it holding the last weights, or the best validation epoch's
-    (``cfg.keep == "best"``; ties go to the earlier epoch)."""
+    (``cfg.keep == "best"``; ties go to the earlier epoch); with ``cfg.ema_half_life``, those of the average."""
     has_val = len(datamodule.splits.get("val", ())) > 0
     extra = [ShardRecorder(run / "shards", datamodule.splits["train"])] if cfg.log_shards else []
     steps = datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes)  # small datasets log every epoch at least
@@ -76,15 +83,19 @@ def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: 
     last = run / CHECKPOINTS / "last.ckpt"
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
     best = run / CHECKPOINTS / "best.ckpt"
+    prefix = "ema.average." if task.ema is not None else "model."
     if cfg.keep == "best" and has_val and best.is_file():
-        load_task_weights(model, best)
+        load_task_weights(model, best, prefix=prefix)
+    elif task.ema is not None:
+        model.load_state_dict(task.ema.average.state_dict())
     return model, trainer
 
 
-def load_task_weights(model: Classifier, ckpt: Path) -> None:
-    """Load the ``model.*`` weights of a Lightning checkpoint (read with ``weights_only=True``)."""
+def load_task_weights(model: Classifier, ckpt: Path, *, prefix: str = "model.") -> None:
+    """Load the ``prefix*`` weights of a Lightning checkpoint (read with ``weights_only=True``): ``model.``
+    the trained weights, ``ema.average.`` their average."""
     state = safe_torch_load(ckpt)["state_dict"]
-    state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     model.load_state_dict(state)
 
 
@@ -105,6 +116,7 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*`val_dataloader` but have no `validation_step`.*")  # GANs
+    _ignore_intended_eval_modules()
     steps = datamodule.steps_per_epoch(cfg.devices)
     trainer = L.Trainer(
         default_root_dir=run, max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
