@@ -151,6 +151,20 @@ def test_mixed_precision_early_stopping_and_keep_best(tmp_path):
         assert torch.equal(v, best["model." + k].contiguous()), k
 
 
+def test_last_checkpoint_is_the_last_epoch_even_without_a_new_best(tmp_path):
+    """A linear model at a negligible learning rate: validation accuracy never improves after epoch 0, so only
+    that epoch is a best; last.ckpt must still hold the last epoch (resume continues from there)."""
+    run = tmp_path / "flat"
+    optik.train(data="digits", model="flatten fc", epochs=3, lr=1e-12, augment="none", out=run, progress=False)
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert best["epoch"] == 0, "the premise: no later epoch beat the first"
+    assert last["epoch"] == 2 and last["global_step"] == 3 * best["global_step"]
+    saved = load_file(str(run / "model.safetensors"))
+    for k, v in saved.items():
+        assert torch.equal(v, last["state_dict"]["model." + k].contiguous()), k
+
+
 @pytest.mark.parametrize("keep", ["last", "best"])
 def test_weight_average_is_validated_and_saved(tmp_path, keep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

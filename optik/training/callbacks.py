@@ -159,11 +159,12 @@ class SampleMonitor(L.Callback):
 
 
 class LastCheckpoint(L.Callback):
-    """Writes ``last.ckpt`` at the end of an epoch when ``every_seconds`` have passed since the last write, and
-    always at the last epoch (also one cut short by a time budget).
+    """Writes ``last.ckpt`` at the end of an epoch (after its validation) when ``every_seconds`` have passed since
+    the last write, and always at the last epoch (also one cut short by a time budget or early stopping).
 
-    An epoch of a small generative model takes about 2 s; writing generator, discriminator, weight average and
-    Adam states after every one of them cost about 5 % of a 3-minute budget. A kill loses at most this interval.
+    Classification writes every epoch (``every_seconds=0``). An epoch of a small generative model takes about 2 s;
+    writing generator, discriminator, weight average and Adam states after every one of them cost about 5 % of a
+    3-minute budget, so generative tasks write every 30 s. A kill loses at most this interval.
     """
 
     def __init__(self, path: str | os.PathLike, *, every_seconds: float):

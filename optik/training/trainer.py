@@ -24,8 +24,11 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
                   log_every: int = 10) -> L.Trainer:
     monitor = "val/acc" if has_val else None
     callbacks = [
-        ModelCheckpoint(dirpath=run / CHECKPOINTS, filename="best", monitor=monitor, mode="max", save_last=True,
+        # Lightning's save_last writes last.ckpt only on epochs that also write best.ckpt (a new best): a run
+        # whose validation accuracy stopped improving kept an old last.ckpt and resumed from there.
+        ModelCheckpoint(dirpath=run / CHECKPOINTS, filename="best", monitor=monitor, mode="max", save_last=False,
                         save_top_k=1, enable_version_counter=False),
+        LastCheckpoint(run / CHECKPOINTS / "last.ckpt", every_seconds=0),  # every epoch
         LearningRateMonitor(logging_interval="epoch"),
         TensorBoardExtras(),
         ResumeHint(run),
