@@ -2,7 +2,7 @@
 
     pip install --no-deps torchattacks
     python benchmarks/adversarial_training.py [--method trades] [--epochs 15] [--attack-steps 10] [--n 1000]
-        [--ema-half-life IMAGES] [--seed S]
+        [--ema-half-life IMAGES] [--seed S] [--train-eps E] [--model SPEC]
 
 Trains `optik train --data mnist5k --adversarial METHOD --eps 0.3 ...` (wall time reported), and a standard
 model unless --standard RUN is given. Then, on the fixed 1,000-image test split, for both models: clean accuracy,
@@ -56,7 +56,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--eps-ramp", type=int, default=4)
-    p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--eps", type=float, default=0.3, help="the radius evaluated (and trained, unless --train-eps)")
+    p.add_argument("--train-eps", type=float, help="train against this radius instead (default: --eps)")
+    p.add_argument("--model", default="cnn", help="a model name or CNN spec string")
     p.add_argument("--ema-half-life", type=float, default=0, help="keep a weight average (images; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=1000)
@@ -65,7 +67,8 @@ def main() -> None:
     p.add_argument("--evaluate", metavar="RUN", help="skip training: evaluate this adversarially trained run")
     args = p.parse_args()
     torch.set_num_threads(2)
-    config = dict(data="mnist5k", adversarial=args.method, eps=args.eps, attack_steps=args.attack_steps,
+    config = dict(data="mnist5k", model=args.model, adversarial=args.method, eps=args.train_eps or args.eps,
+                  attack_steps=args.attack_steps,
                   eps_ramp=args.eps_ramp, epochs=args.epochs, augment="none", label_smoothing=0.0,
                   ema_half_life=args.ema_half_life, seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
