@@ -11,10 +11,10 @@ import torch
 from optik.core.config import GANConfig, VAEConfig
 from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
-from optik.training.ema import EMA, ema_beta
 from optik.generative.losses import discriminator_loss, generator_loss, negative_elbo, r1_penalty
 from optik.generative.models import GANModel, GenerativeModel, VAEModel
 from optik.generative.nets import VAE, Discriminator, Generator
+from optik.training.ema import EMA, ema_beta
 
 
 def adam(params, **kw) -> torch.optim.Adam:

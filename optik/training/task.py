@@ -10,9 +10,9 @@ from optik.augment.generator import augment
 from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import metrics_from_confusion
-from optik.training.ema import EMA, ema_beta
 from optik.models.classifier import Classifier
 from optik.models.transfer import parameter_groups, set_trainable, trainable_stages_at
+from optik.training.ema import EMA, ema_beta
 
 
 class ClassificationTask(L.LightningModule):
