@@ -172,7 +172,8 @@ def test_weight_average_is_validated_and_saved(tmp_path, keep):
     run = tmp_path / keep
     result = optik.train(data="digits", model="cnn-small", epochs=3, ema_half_life=500, keep=keep, out=run,
                          progress=False)
-    ckpt = torch.load(run / "checkpoints" / f"{keep}.ckpt", weights_only=True)["state_dict"]
+    kept = torch.load(run / "checkpoints" / f"{keep}.ckpt", weights_only=True)
+    ckpt = kept["state_dict"]
     saved = load_file(str(run / "model.safetensors"))
     for k, v in saved.items():
         assert torch.equal(v, ckpt["ema.average." + k].contiguous()), k
@@ -185,8 +186,7 @@ def test_weight_average_is_validated_and_saved(tmp_path, keep):
     with torch.no_grad():
         pred = result.model.eval()(ds.images[val].float() / 255).argmax(1)
     logged = {e.step: e.value for e in acc.Scalars("val/acc")}
-    step = torch.load(run / "checkpoints" / f"{keep}.ckpt", weights_only=True)["global_step"]
-    assert logged[step - 1] == pytest.approx((pred == ds.labels[val]).double().mean().item())
+    assert logged[kept["global_step"] - 1] == pytest.approx((pred == ds.labels[val]).double().mean().item())
 
 
 class _Payload:

@@ -41,10 +41,8 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
     for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                   "lightning.fabric.utilities.seed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # resuming
+    _ignore_expected_lightning_warnings()
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
-    _ignore_intended_eval_modules()
     return L.Trainer(
         default_root_dir=run,
         max_epochs=cfg.epochs,
@@ -66,9 +64,12 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
     )
 
 
-def _ignore_intended_eval_modules() -> None:
-    """Lightning warns of modules in eval mode when training starts; optik's are so on purpose: weight averages
-    (EMA copies) and the BatchNorm layers of a frozen backbone."""
+def _ignore_expected_lightning_warnings() -> None:
+    """Lightning's warnings that do not apply to optik's trainings: batches come from memory (no workers), a
+    resumed run reuses its checkpoint directory, and the modules in eval mode when training starts are so on
+    purpose (weight averages, the BatchNorm layers of a frozen backbone)."""
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
 
@@ -116,10 +117,8 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
                  LastCheckpoint(run / CHECKPOINTS / "last.ckpt", every_seconds=30)]  # after the monitor's history
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    _ignore_expected_lightning_warnings()
     warnings.filterwarnings("ignore", message=".*`val_dataloader` but have no `validation_step`.*")  # GANs
-    _ignore_intended_eval_modules()
     steps = datamodule.steps_per_epoch(cfg.devices)
     trainer = L.Trainer(
         default_root_dir=run, max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices,
