@@ -341,6 +341,9 @@ class GANConfig(GenerativeConfig):
 class VAEConfig(GenerativeConfig):
     """`optik vae train`: a convolutional VAE trained on the ELBO."""
 
+    width: int = _field(16, "channels of the widest-resolution stage; inner stages 2x, 4x, ... (16 trains 1.6x as "
+                            "many steps as 32 in a time budget, with an equal or better test -ELBO and FID on "
+                            "mnist5k: docs/generative.md)")
     lr: float = _field(2e-3, "Adam learning rate")
     beta1: float = _field(0.9, "Adam beta1")
     schedule: str = _field("cosine", "learning rate: cosine (to 0 at the last epoch, or at the end of max_minutes: "
