@@ -38,11 +38,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=cfg.early_stopping))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                  "lightning.fabric.utilities.seed"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    _ignore_expected_lightning_warnings()
-    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
+    _quiet_lightning()
     return L.Trainer(
         default_root_dir=run,
         max_epochs=cfg.epochs,
@@ -64,10 +60,15 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
     )
 
 
-def _ignore_expected_lightning_warnings() -> None:
-    """Lightning's warnings that do not apply to optik's trainings: batches come from memory (no workers), a
-    resumed run reuses its checkpoint directory, and the modules in eval mode when training starts are so on
-    purpose (weight averages, the BatchNorm layers of a frozen backbone)."""
+def _quiet_lightning() -> None:
+    """Silence what Lightning prints that does not apply to optik's trainings: its device banner, tips and seed
+    messages (info logs), batches from memory (no workers), a resumed run reusing its checkpoint directory, modules
+    in eval mode at the start on purpose (weight averages, the BatchNorm layers of a frozen backbone), and a
+    deprecation inside Lightning itself (its own use of torch's ``LeafSpec``)."""
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                  "lightning.fabric.utilities.seed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
@@ -117,7 +118,7 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
                  LastCheckpoint(run / CHECKPOINTS / "last.ckpt", every_seconds=30)]  # after the monitor's history
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    _ignore_expected_lightning_warnings()
+    _quiet_lightning()
     warnings.filterwarnings("ignore", message=".*`val_dataloader` but have no `validation_step`.*")  # GANs
     steps = datamodule.steps_per_epoch(cfg.devices)
     trainer = L.Trainer(
