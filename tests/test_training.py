@@ -84,7 +84,7 @@ def _weights(run):
 
 
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
-    args = [*FAST, "--epochs", "8", "--seed", "5"]
+    args = [*FAST, "--epochs", "4", "--seed", "5"]
     run_optik("train", *args, "--out", tmp_path / "whole")
 
     killed = tmp_path / "killed"
@@ -100,7 +100,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "model.safetensors").exists(), "the run finished before it could be killed"
     epoch = torch.load(last, weights_only=True)["epoch"]  # whole and readable (a killed writer leaves only a .tmp)
-    assert epoch < 7
+    assert epoch < 3
 
     run_optik("train", "--resume", killed, "--no-progress")
     whole, resumed = _weights(tmp_path / "whole"), _weights(killed)
