@@ -110,7 +110,7 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     worker = _is_worker_process()
     if resume is not None:
         run = require_run_dir(resume, "config.yaml")
-        saved = load_yaml(run / "config.yaml")
+        saved = _classification_run_config(run)
         before = make_config(saved["config"]).to_dict()
         cfg = make_config(saved["config"], **overrides)  # flags arrive as strings: compare converted values
         changed = {k for k, v in cfg.to_dict().items() if before[k] != v}
@@ -166,7 +166,21 @@ def _data_summary(ds: ImageDataset, splits: dict[str, torch.Tensor]) -> dict:
 # ------------------------------------------------------------------------------------------------ evaluate
 def load(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> Classifier:
     """The trained Classifier of a run folder (safetensors weights, rebuilt from ``model.json``)."""
-    return load_classifier(run, map_location=device)
+    return load_classifier(run, map_location=available_device(device))
+
+
+def available_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, if this machine has it; otherwise a ConfigError that says what it has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"expected a device such as cpu, cuda or cuda:1, got {device!r} ({e})") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"expected a device this machine has, got {device!r}: it has "
+                          f"{torch.cuda.device_count()} CUDA GPU(s) visible to torch; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"expected a device this machine has, got {device!r}: MPS is not available; use --device cpu")
+    return dev
 
 
 def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "test", positive: str | None = None,
@@ -214,11 +228,21 @@ def _split_probs(model: Classifier, ds: ImageDataset, splits: dict, split: str) 
     return predict_proba(model, conform(ds.images[idx], model)), ds.labels[idx].numpy()
 
 
+def _classification_run_config(run: Path) -> dict:
+    """A run folder's saved ``config.yaml``, refusing a run of another command (a GAN or VAE) by name."""
+    saved = load_yaml(run / "config.yaml")
+    command = saved.get("command", "train")
+    if command != "train":
+        raise RunError(f"expected a classification run (`optik train`), got {str(run)!r}, a run of "
+                       f"`optik {command}`; use `optik sample`, `optik interpolate` or `optik quality` with it")
+    return saved
+
+
 def _run_and_split(run: str | os.PathLike, split: str, *, device: str | torch.device = "cpu", **overrides: Any):
     """A finished run's folder, saved config, model, and its data (``overrides`` on the saved config), checking
     that ``split`` exists: what evaluating or attacking a run starts with."""
     run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
-    saved = make_config(load_yaml(run / "config.yaml")["config"])
+    saved = make_config(_classification_run_config(run)["config"])
     model = load(run, device=device)
     ds, splits = _load_splits(make_config(saved, **overrides))
     if split not in splits:
@@ -283,12 +307,16 @@ def _image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def predict(run_or_model: str | os.PathLike | Classifier, images: Sequence[str | os.PathLike], *,
+def predict(run_or_model: str | os.PathLike | Classifier, images: str | os.PathLike | Sequence[str | os.PathLike], *,
             top_k: int = 3) -> list[dict]:
     """Top-k classes with softmax probabilities for image files or folders of images.
 
     Unreadable files are reported with an ``error`` entry (and a warning), never silently dropped.
     """
+    if top_k < 1:
+        raise ConfigError(f"expected top_k >= 1, got {top_k}")
+    if isinstance(images, (str, os.PathLike)):  # one path, not a sequence of one-character paths
+        images = [images]
     model = run_or_model if isinstance(run_or_model, Classifier) else load(run_or_model)
     files = _image_files(images)
     decoded, results = [], []
@@ -330,7 +358,7 @@ def run_info(run: str | os.PathLike) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ attack
-def attack(run: str | os.PathLike, *, method: str = "pgd", eps: Sequence[float] = (0, 0.05, 0.1, 0.2, 0.3),
+def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence[float] = (0, 0.05, 0.1, 0.2, 0.3),
            n: int | None = 1000, split: str = "test", batch_size: int = 500, seed: int = 0,
            device: str | torch.device = "cpu", **attack_options: Any) -> dict:
     """Attack a run's model on ``n`` images of a split (a random subset drawn with ``seed``) at every ``eps``; write
@@ -339,20 +367,21 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: Sequence[float] 
     ``attack_options`` go to the attack (``steps``, ``alpha``, ``restarts``, ``confidence``, ...). Returns the
     report (see :func:`optik.robustness.evaluate.robustness_curve`).
     """
+    from optik.data.splits import random_subset
     from optik.robustness.attacks import ATTACKS
     from optik.robustness.evaluate import curve_figure, gallery_figure, pick_gallery_eps, robustness_curve
 
     method = method.lower()
+    if isinstance(eps, (int, float)):
+        eps = [eps]
     if method not in ATTACKS:
         raise ConfigError(f"expected --method one of {', '.join(ATTACKS)}, got {method!r}")
     if not eps or any(e < 0 for e in eps):
         raise ConfigError(f"expected one or more eps >= 0, got {list(eps)}")
     if n is not None and n < 1:
-        raise ConfigError(f"expected --n >= 1 (or all), got {n}")
+        raise ConfigError(f"expected n >= 1 images (None, or 0 on the command line: all of the split), got {n}")
     run, _, model, ds, splits = _run_and_split(run, split, device=device)
-    idx = splits[split]
-    if n and n < len(idx):  # a seeded random subset: splits are sorted, and datasets often sorted by class
-        idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
+    idx = random_subset(splits[split], n or None, seed=seed)
     x = conform(ds.images[idx], model).to(device).float().div_(255)
     y = ds.labels[idx].to(device)
     report, results = robustness_curve(model, x, y, method=method, eps=eps, batch_size=batch_size, seed=seed,

@@ -69,6 +69,9 @@ def cmd_models(args) -> None:
     if args.json:
         print(json.dumps({"cnn": cnns, "zoo": zoo}, indent=2))
         return
+    if not cnns and not zoo:
+        raise ConfigError(f"no model matches {args.pattern!r}; `optik models` lists them all (a pattern is a "
+                          f"shell-style wildcard, e.g. 'resnet*')")
     if cnns:
         _print_rows(cnns, {"name": "name", "summary": "summary", "spec": "spec"},
                     title="CNNs (or pass a CNN spec string; see `optik models --help`)", as_json=False)
@@ -115,14 +118,18 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     import optik
 
-    results = optik.predict(args.run, args.images, top_k=args.top_k)
+    from optik.data.folder import SkippedImagesWarning
+
+    with warnings.catch_warnings():  # each unreadable file gets its own line below, in order
+        warnings.simplefilter("ignore", SkippedImagesWarning)
+        results = optik.predict(args.run, args.images, top_k=args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     con = _console()
     for r in results:
-        if "error" in r:
-            con.print(f"[red]{r['path']}: {r['error']}[/]")
+        if "error" in r:  # the error names the file
+            con.print(f"[red]{r['error']}[/]", highlight=False)
         else:
             tops = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in r["top_k"])
             con.print(f"{r['path']}: {tops}")
@@ -268,6 +275,8 @@ def cmd_report(args) -> None:
 
 
 def cmd_serve(args) -> None:
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"expected --port in 1-65535, got {args.port}")
     from optik.serve import serve  # without Gradio: a ConfigError saying how to install it
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -440,8 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="images from a trained GAN or VAE: a PNG grid or a .npz of uint8 arrays")
     s.add_argument("run")
-    s.add_argument("--n", type=int, default=64)
-    s.add_argument("--out", default="samples.png", help="grid.png, or samples.npz (uint8 N x C x H x W)")
+    s.add_argument("--n", type=int, default=64, help="how many images (default: %(default)s)")
+    s.add_argument("--out", default="samples.png",
+                   help="a .png grid (default: %(default)s) or a .npz of uint8 arrays N x C x H x W")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--labels", help="conditional GANs: comma-separated class indices (default: balanced)")
     s.add_argument("--temperature", type=float, default=1.0,
@@ -453,16 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("interpolate", help="paths through a GAN's or VAE's latent space (VAE: between test images)")
     s.add_argument("run")
-    s.add_argument("--out", default="interpolation.png")
-    s.add_argument("--method", default="slerp", choices=("slerp", "lerp"))
-    s.add_argument("--rows", type=int, default=8)
-    s.add_argument("--steps", type=int, default=10)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="interpolation.png", help="the figure (default: %(default)s)")
+    s.add_argument("--method", default="slerp", choices=("slerp", "lerp"),
+                   help="spherical (the default, for Gaussian codes) or straight-line paths")
+    s.add_argument("--rows", type=int, default=8, help="paths, one per row (default: %(default)s)")
+    s.add_argument("--steps", type=int, default=10, help="images along each path, ends included (default: %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="picks the end codes (VAE: the test images)")
     s.set_defaults(func=cmd_interpolate)
 
     s = sub.add_parser("quality", help="FID, KID, precision/recall and class histogram of a GAN / VAE run")
     s.add_argument("run")
-    s.add_argument("--n", type=int, default=0, help="test images to compare with (0: all)")
+    s.add_argument("--n", type=int, default=0, help="test images to compare with, a seeded random subset (0: all)")
     s.add_argument("--features", help="an optik classification run, or inception:PATH (default: the run's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--codes", choices=("fitted", "prior"), help="VAE: where sample codes come from (see sample)")
@@ -497,11 +508,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--open", action="store_true", help="open the page in the default browser")
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("demo", help="train, evaluate, predict, attack, then train a VAE, on built-in mnist5k (~2 min)")
+    s = sub.add_parser("demo", help="train, evaluate, predict, attack, then train a VAE, on built-in mnist5k (about 3 min on 2 CPU cores)")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_demo)
     return p
+
+
+def _warning_printer(fallback):
+    """optik's own warnings as ``optik: warning: ...`` lines (a user needs no source line); others unchanged."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("optik."):
+            print(f"optik: warning: {message}", file=file or sys.stderr)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -513,7 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            args.func(args)
     except OptikError as e:
         print(f"optik {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from optik.core.errors import ConfigError, RunError
 from optik.core.io import atomic_write, new_run_dir, require_run_dir, write_json, write_yaml
 from optik.core.seed import generator, seed_everything
 from optik.data.registry import load_dataset, split_dataset
+from optik.data.splits import random_subset
 from optik.generative.metrics import (ClassifierFeatures, FeatureStats, InceptionFeatures, extract_features,
                                       frechet_distance, sample_quality)
 from optik.generative.models import GenerativeModel, VAEModel, load_generative, save_generative
@@ -78,6 +79,10 @@ def feature_extractor(features: str | None, cfg: GenerativeConfig, ds, splits, *
                               f"{classifier.in_channels}")
         extractor = ClassifierFeatures(classifier).fit_scale(ds.images[splits["train"]])
         if classifier.classes != ds.classes:
+            log.warning("the feature classifier %s was trained on other classes (%s) than %s has (%s): FID, KID and "
+                        "precision / recall use features it never learned for this data, and there is no class "
+                        "histogram; compare such figures only with others made with the same classifier", run,
+                        ", ".join(classifier.classes[:5]), ds.name, ", ".join(ds.classes[:5]))
             classifier = None  # its classes say nothing about this data's
     return extractor, classifier
 
@@ -300,6 +305,10 @@ def interpolate(run: str | os.PathLike | GenerativeModel, *, out: str | os.PathL
     from optik.evaluation.figures import save_figure
     from optik.generative.figures import interpolation_figure
 
+    if rows < 1 or steps < 2:
+        raise ConfigError(f"expected rows >= 1 and steps >= 2 (a path has two ends), got rows={rows}, steps={steps}")
+    if method not in ("slerp", "lerp"):
+        raise ConfigError(f"expected method 'slerp' or 'lerp', got {method!r}")
     model = run if isinstance(run, GenerativeModel) else load_generator(run)
     real = None
     if isinstance(model, VAEModel) and not isinstance(run, GenerativeModel):
@@ -326,7 +335,9 @@ def quality(run: str | os.PathLike, *, n: int | None = None, features: str | Non
     extractor, classifier = feature_extractor(features or cfg.features, cfg, ds, splits)
     model = load_generator(run)
     _draw_codes_from(model, codes)
-    test = ds.images[splits["test"]][:n] if n else ds.images[splits["test"]]
+    if n is not None and n < 1:
+        raise ConfigError(f"expected n >= 1 test images to compare with (or None: all), got {n}")
+    test = ds.images[random_subset(splits["test"], n, seed=seed)]
     report = {"run": str(run), "data": ds.name, "codes_from": getattr(model, "codes_from", "prior"),
               **_test_quality(model, test, extractor, classifier, seed=seed)}
     write_json(run / "quality.json", report)

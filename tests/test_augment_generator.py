@@ -117,8 +117,12 @@ def test_seeded_replayable_and_probability():
 def test_bad_knobs():
     with pytest.raises(ConfigError, match="fill_mode"):
         AugmentConfig(fill_mode="mirror")
-    with pytest.raises(ConfigError, match="zoom_range"):
+    with pytest.raises(ConfigError, match=r"zoom_range: expected a pair \(lo, hi\) with 0 < lo <= hi"):
         AugmentConfig(zoom_range=(1.2, 0.8))
+    with pytest.raises(ConfigError, match=r"zoom_range: expected a float z in \[0, 1\).*got 1.5"):
+        AugmentConfig(zoom_range=1.5)
+    with pytest.raises(ConfigError, match="rotation_range: expected a value >= 0.*got -10"):
+        AugmentConfig(rotation_range=-10)
 
 
 @pytest.mark.parametrize("mode", list(SCIPY_MODE))

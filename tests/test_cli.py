@@ -66,6 +66,11 @@ def test_predict_files_and_folder(faces_run, tmp_path):
     (["train", "--epochs", "0"], "epochs: expected an integer >= 1, got 0"),
     (["train", "--model", "conv(8) softmax"], "leave out 'softmax'"),
     (["predict", "/nonexistent/run", "x.png"], "expected a run folder"),
+    (["train", "--data", "no/such/folder"], "got 'no/such/folder', which does not exist"),
+    (["train", "--data", "digits", "--eps", "0.3"], "no eps without adversarial training"),
+    (["train", "--data", "digits", "--weights", "missing.safetensors"], "'missing.safetensors', which does not exist"),
+    (["models", "zzz*"], "no model matches 'zzz*'"),
+    (["serve", "runs", "--port", "99999"], "expected --port in 1-65535, got 99999"),
 ])
 def test_errors_are_one_clear_line(args, message, tmp_path):
     out = run_optik(*args, check=False)

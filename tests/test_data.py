@@ -135,7 +135,7 @@ def test_empty_class_and_single_class(tmp_path):
 
 
 def test_missing_path_and_bad_manifest(tmp_path):
-    with pytest.raises(ConfigError, match="unknown dataset"):
+    with pytest.raises(DataError, match="which does not exist"):
         load_dataset(str(tmp_path / "nope"))
     (tmp_path / "m.csv").write_text("file,class\na.png,x\n")
     with pytest.raises(DataError, match="path,label"):

@@ -345,6 +345,32 @@ def test_bad_generative_input_gets_clear_errors(tmp_path, gan_run, small_classif
     bad = run_optik("gan", "train", "--features", f"inception:{tmp_path / 'nope.pth'}", "--out", tmp_path / "y",
                     check=False)
     assert bad.returncode == 2 and "inception_v3_google" in bad.stderr
+    with pytest.raises(ConfigError, match="rows >= 1"):
+        gen.interpolate(gan_run, out=tmp_path / "i.png", rows=0)
+    with pytest.raises(ConfigError, match="n >= 1"):
+        gen.quality(gan_run, n=-1)
+    # a GAN run given to the classification commands: told what it is, not a KeyError from model.json
+    for command in (["evaluate", gan_run], ["predict", gan_run, tmp_path], ["attack", gan_run, "--eps", "0.1"],
+                    ["train", "--resume", gan_run]):
+        bad = run_optik(*command, check=False)
+        assert bad.returncode == 2 and ("optik gan train" in bad.stderr or "holds a GAN" in bad.stderr), bad.stderr
+
+
+def test_quality_on_a_subset_compares_with_every_class(gan_run):
+    """The test split is sorted by class: --n must draw across it, not take its first (all-zero) images."""
+    from optik.api import _load_splits, make_config
+    from optik.data.splits import random_subset
+
+    ds, splits = _load_splits(make_config(data="mnist5k"))
+    idx = splits["test"]
+    assert len(set(ds.labels[idx[:50]].tolist())) == 1  # the trap
+    pick = random_subset(idx, 50, seed=0)
+    assert len(set(ds.labels[pick].tolist())) == 10 and pick.tolist() == sorted(set(pick.tolist()))
+    assert torch.equal(pick, random_subset(idx, 50, seed=0)) and not torch.equal(pick, random_subset(idx, 50, seed=1))
+    assert torch.equal(random_subset(idx, None, seed=0), idx)
+    full, sub = gen.quality(gan_run), gen.quality(gan_run, n=300)
+    assert sub["n_real"] == 300 and full["n_real"] == len(idx)
+    assert sub["fid"] < 1.5 * full["fid"]  # a fair sample of the test set (36.3 vs 37.1 when written)
 
 
 def test_latent_mixture_density_and_samples_match_scikit_learn():

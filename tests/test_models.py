@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from optik.core.errors import CheckpointError, ConfigError, RunError
+from optik.core.errors import CheckpointError, ConfigError, DataError, RunError
 from optik.models import MODELS, build_cnn, create_classifier, list_models, load_classifier, save_classifier
 
 
@@ -69,6 +69,20 @@ def test_classifier_normalizes_inside():
     m = create_classifier("mlp", classes=["a", "b"], in_channels=1, input_size=(4, 4), mean=[0.2], std=[0.5]).eval()
     x = torch.rand(3, 1, 4, 4)
     assert torch.allclose(m(x), m.net((x - 0.2) / 0.5))
+
+
+def test_classifier_names_what_it_expected_for_wrong_input():
+    m = create_classifier("cnn-small", classes=list("ab"), in_channels=1, input_size=(16, 16)).eval()
+    x = torch.rand(2, 1, 16, 16)
+    with pytest.raises(DataError, match=r"N x 1 x H x W.*got shape \(1, 16, 16\); add the batch dimension"):
+        m(x[0])
+    with pytest.raises(DataError, match=r"got shape \(2, 16, 16, 1\).*channels last\? use x.permute\(0, 3, 1, 2\)"):
+        m(x.permute(0, 2, 3, 1))
+    with pytest.raises(DataError, match="got dtype uint8: divide 0-255 pixels by 255"):
+        m((x * 255).to(torch.uint8))
+    with pytest.raises(DataError, match="got shape \\(2, 3, 16, 16\\): 3 channels"):
+        m(x.expand(-1, 3, -1, -1))
+    torch.testing.assert_close(m(x.double()), m(x))  # float64 pixels are converted, not an error
 
 
 def test_save_load_roundtrip_and_mismatch(tmp_path):

@@ -69,6 +69,30 @@ def test_evaluate_matches_training_metrics_and_sklearn(small_run):
     assert report["confusion_matrix"] == confusion_matrix(y, pred, labels=list(range(10))).tolist()
 
 
+def test_options_that_do_not_apply_to_the_run_are_refused(small_run, tmp_path):
+    from PIL import Image
+
+    from optik.core.errors import DataError
+    from optik.robustness import PGD
+
+    with pytest.raises(ConfigError, match="--threshold applies to binary tasks; this one has 10 classes"):
+        optik.evaluate(small_run.run_dir, threshold=0.3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="expected a device this machine has, got 'cuda'"):
+            optik.attack(small_run.run_dir, method="fgsm", eps=0.1, n=10, device="cuda")
+    with pytest.raises(ConfigError, match="expected a device such as"):
+        optik.load(small_run.run_dir, device="gpu")
+    with pytest.raises(ConfigError, match="top_k >= 1"):
+        optik.predict(small_run.run_dir, [tmp_path], top_k=0)
+    Image.fromarray(load_dataset("mnist5k").images[0, 0].numpy()).save(tmp_path / "digit.png")
+    one = optik.predict(small_run.run_dir, str(tmp_path / "digit.png"), top_k=2)  # one path, not its characters
+    assert len(one) == 1 and len(one[0]["top_k"]) == 2
+    report = optik.attack(small_run.run_dir, method="fgsm", eps=0.1, n=10)  # one eps, not a list of one
+    assert [row["eps"] for row in report["per_eps"]] == [0.1] and report["n"] == 10
+    with pytest.raises(DataError, match=r"expected labels in \[0, 10\), got values from 0 to 12"):
+        PGD(small_run.model, eps=0.1, steps=2)(torch.rand(2, 1, 28, 28), torch.tensor([0, 12]))
+
+
 def test_new_run_never_overwrites(small_run):
     with pytest.raises(RunError, match="already exists"):
         optik.train(data="digits", out=small_run.run_dir, epochs=1, progress=False)

@@ -62,8 +62,9 @@ def test_a_pickle_weights_file_is_refused(tmp_path):
 
     torch.save({"state_dict": {"w": Payload()}}, tmp_path / "evil.pth")
     model = create_classifier("cnn-small", classes=["a", "b"], in_channels=1, input_size=(16, 16))
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    with pytest.raises(CheckpointError, match="refusing to load") as e:
         load_backbone_weights(model, tmp_path / "evil.pth")
+    assert "Unsupported global" in str(e.value) and "weights_only" not in str(e.value)  # no advice to unpickle
 
 
 # ------------------------------------------------------------------------------------- hub weights, offline

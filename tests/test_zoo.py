@@ -63,3 +63,13 @@ def test_zoo_table_parameters_match_keras_up_to_counting_conventions():
         assert abs(r["params_m"] - r["keras_params_m"]) / r["keras_params_m"] < 0.025, r
     assert {r["keras"] for r in rows} >= {"Xception", "VGG16", "ResNet152V2", "InceptionResNetV2", "MobileNet",
                                           "DenseNet201", "NASNetLarge", "EfficientNetB7"}
+    # the weights column is what --pretrained loads (timm's default tag, not the first alphabetically), and its
+    # top-1 is that tag's row of timm's results-imagenet.csv
+    by_name = {r["keras"]: r for r in rows}
+    b0, v3 = by_name["EfficientNetB0"], by_name["InceptionV3"]
+    assert b0["weights"] == "tf_efficientnet_b0.ns_jft_in1k" and b0["pretrained"][0] == "ns_jft_in1k"
+    assert (b0["weights_top1"], b0["weights_eval_size"]) == (78.67, 224)
+    assert v3["weights"] == "inception_v3.tv_in1k" and v3["weights_top1"] == 77.434
+    for r in rows:
+        if r["weights"]:
+            assert r["weights"] == f"{r['timm']}.{timm.get_pretrained_cfg(r['timm']).tag}", r

@@ -72,13 +72,17 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if self.fill_mode not in FILL_MODES:
             raise ConfigError(f"fill_mode: expected one of {', '.join(FILL_MODES)}, got {self.fill_mode!r}")
-        if self.rotation_range < 0 or self.shear_range < 0 or self.channel_shift_range < 0:
-            raise ConfigError("rotation_range, shear_range and channel_shift_range must be >= 0")
+        for name in ("rotation_range", "shear_range", "channel_shift_range"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: expected a value >= 0 (a range -v..v), got {getattr(self, name)}")
         if not 0 <= self.p <= 1:
             raise ConfigError(f"p: expected a probability in [0, 1], got {self.p}")
         lo, hi = self.zoom_bounds
+        if isinstance(self.zoom_range, (int, float)) and not 0 <= self.zoom_range < 1:
+            raise ConfigError(f"zoom_range: expected a float z in [0, 1) (zoom between 1 - z and 1 + z) or a pair "
+                              f"(lo, hi), got {self.zoom_range!r}")
         if not 0 < lo <= hi:
-            raise ConfigError(f"zoom_range: expected 0 < lo <= hi, got {self.zoom_range!r}")
+            raise ConfigError(f"zoom_range: expected a pair (lo, hi) with 0 < lo <= hi, got {self.zoom_range!r}")
         if self.brightness_range is not None and len(self.brightness_range) != 2:
             raise ConfigError(f"brightness_range: expected a pair (lo, hi), got {self.brightness_range!r}")
 

@@ -127,6 +127,8 @@ class TrainConfig:
                "None, pgd, fgsm-rs or trades", self.adversarial)
         _check(self.adversarial is None or (self.eps is not None and 0 < self.eps <= 1), "eps",
                "a radius in (0, 1] with adversarial training", self.eps)
+        _check(self.adversarial is not None or self.eps is None, "eps",
+               "no eps without adversarial training (add adversarial: pgd, fgsm-rs or trades)", self.eps)
         _check(self.attack_steps >= 1, "attack_steps", "an integer >= 1", self.attack_steps)
         _check(0 <= self.eps_ramp < self.epochs, "eps_ramp", f"epochs in [0, epochs={self.epochs})", self.eps_ramp)
         _check(self.trainable_stages is None or self.trainable_stages >= 0, "trainable_stages",

@@ -131,6 +131,9 @@ def load_dataset(name_or_path: str, *, image_size: int | None = None, strict: bo
         return load_folder(path, image_size=image_size, strict=strict)
     if path.exists():
         raise DataError(f"expected a dataset name, a folder of class folders or a .csv manifest, got the file {name_or_path!r}")
+    if any(sep in name_or_path for sep in ("/", os.sep)) or name_or_path.startswith("."):
+        raise DataError(f"expected a dataset name, a folder of class folders or a .csv manifest, got "
+                        f"{name_or_path!r}, which does not exist")
     DATASETS.get(name_or_path)  # raises: unknown name, with suggestions
     raise AssertionError("unreachable")
 

@@ -87,3 +87,13 @@ def limit_per_class(labels: torch.Tensor, idx: torch.Tensor, n: int, *, seed: in
             raise DataError(f"expected at least {n} training images of class {int(c)}, the train split has {len(pool)}")
         chosen.append(rng.choice(pool, n, replace=False))
     return torch.from_numpy(np.sort(np.concatenate(chosen))).long()
+
+
+def random_subset(idx: torch.Tensor, n: int | None, *, seed: int) -> torch.Tensor:
+    """``n`` of the indices ``idx``, drawn at random with ``seed`` and kept in order; all of them when ``n`` is
+    None or not smaller. Splits are stored sorted, and datasets are often sorted by class, so the first ``n``
+    would be a few classes only."""
+    if n is None or n >= len(idx):
+        return idx
+    pick = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]
+    return idx[pick].sort().values

@@ -118,6 +118,9 @@ def full_evaluation(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str
 
 def _threshold(probs, y_true, classes, opts: EvalOptions, val, flags: list[str]) -> tuple[float, str]:
     """The binary threshold and where it came from: given, or chosen for a target rate on val (or test)."""
+    if len(classes) != 2 and opts.threshold != 0.5:
+        raise ConfigError(f"--threshold applies to binary tasks; this one has {len(classes)} classes (a multi-class "
+                          f"prediction is the most probable class), got threshold {opts.threshold}")
     target = {"sensitivity": opts.target_sensitivity, "specificity": opts.target_specificity}
     target = {k: v for k, v in target.items() if v is not None}
     if not target:

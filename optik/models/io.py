@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -38,10 +39,20 @@ def safe_torch_load(path: str | os.PathLike, *, map_location: str | torch.device
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError(zip): all mean "not loadable"
+        # Only the first line of torch's message: the rest advises weights_only=False, which would run the file.
         raise CheckpointError(
-            f"refusing to load {path}: it is not a plain weights file ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''})"
+            f"refusing to load {path}: expected a plain weights file (tensors only), got one torch cannot read "
+            f"that way ({type(e).__name__}: {_first_line(str(e))})"
         ) from None
+
+
+def _first_line(text: str) -> str:
+    """The line of torch's message that says what was found (e.g. ``Unsupported global: GLOBAL pkg.Class ...``)."""
+    found = re.search(r"Unsupported (?:global|operand)[^\n]*?(?= was not|\n|$)", text)
+    if found:
+        return found.group(0)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
+    return lines[0] if lines else ""
 
 
 def load_classifier(folder: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Classifier:
@@ -55,6 +66,9 @@ def load_classifier(folder: str | os.PathLike, *, map_location: str | torch.devi
                            f"(`optik train --resume {folder}` continues an interrupted run)")
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        if meta.get("format") == "optik.Generative/1":
+            raise RunError(f"expected a classifier, got {str(folder)!r}, which holds a {meta.get('kind', '?').upper()}"
+                           f"; use `optik sample`, `optik interpolate` or `optik quality` with it")
         net_channels = meta.get("net_channels", meta["in_channels"])
         net_size = meta.get("net_input_size", meta["input_size"])
         net = build_network(meta["arch"], in_channels=net_channels, input_size=net_size,

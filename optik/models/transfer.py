@@ -40,9 +40,13 @@ def head_parameter_names(net: nn.Module) -> set[str]:
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise CheckpointError(f"expected a weights file (.safetensors / .pth) or an optik run folder, got the "
+                                  f"folder {str(path)!r}, which has no model.safetensors (did its training finish?)")
         path = path / "model.safetensors"
     if not path.is_file():
-        raise CheckpointError(f"expected a weights file (.safetensors / .pth) or an optik run folder, got {str(path)!r}")
+        raise CheckpointError(f"expected a weights file (.safetensors / .pth) or an optik run folder, got "
+                              f"{str(path)!r}, which does not exist")
     if path.suffix == ".safetensors":
         return load_file(str(path))
     state = safe_torch_load(path)

@@ -68,24 +68,24 @@ WEIGHTS_TOP1 = {
     "vgg19.tv_in1k": (72.378, 90.874, 224),
     "resnet50.a1_in1k": (81.214, 95.102, 288),
     "resnetv2_50.a1h_in1k": (81.398, 95.726, 288),
-    "resnet101.a1_in1k": (82.322, 95.632, 288),
+    "resnet101.a1h_in1k": (82.778, 96.31, 288),
     "resnetv2_101.a1h_in1k": (83.002, 96.454, 288),
-    "resnet152.a1_in1k": (82.732, 95.72, 288),
-    "inception_v3.gluon_in1k": (78.806, 94.374, 299),
-    "inception_resnet_v2.tf_ens_adv_in1k": (79.978, 94.946, 299),
+    "resnet152.a1h_in1k": (83.45, 96.538, 288),
+    "inception_v3.tv_in1k": (77.434, 93.474, 299),
+    "inception_resnet_v2.tf_in1k": (80.462, 95.308, 299),
     "mobilenetv2_100.ra_in1k": (72.976, 91.01, 224),
     "densenet121.ra_in1k": (76.5, 93.368, 288),
     "densenet169.tv_in1k": (75.9, 93.028, 224),
     "densenet201.tv_in1k": (77.286, 93.48, 224),
     "nasnetalarge.tf_in1k": (82.626, 96.042, 331),
-    "tf_efficientnet_b0.aa_in1k": (76.834, 93.22, 224),
-    "tf_efficientnet_b1.aa_in1k": (78.83, 94.198, 240),
-    "tf_efficientnet_b2.aa_in1k": (80.084, 94.906, 260),
-    "tf_efficientnet_b3.aa_in1k": (81.644, 95.722, 300),
-    "tf_efficientnet_b4.aa_in1k": (83.018, 96.3, 380),
-    "tf_efficientnet_b5.aa_in1k": (83.688, 96.712, 456),
-    "tf_efficientnet_b6.aa_in1k": (84.116, 96.88, 528),
-    "tf_efficientnet_b7.aa_in1k": (84.414, 96.906, 600),
+    "tf_efficientnet_b0.ns_jft_in1k": (78.67, 94.374, 224),
+    "tf_efficientnet_b1.ns_jft_in1k": (81.394, 95.736, 240),
+    "tf_efficientnet_b2.ns_jft_in1k": (82.378, 96.254, 260),
+    "tf_efficientnet_b3.ns_jft_in1k": (84.056, 96.918, 300),
+    "tf_efficientnet_b4.ns_jft_in1k": (85.162, 97.47, 380),
+    "tf_efficientnet_b5.ns_jft_in1k": (86.088, 97.754, 456),
+    "tf_efficientnet_b6.ns_jft_in1k": (86.456, 97.884, 528),
+    "tf_efficientnet_b7.ns_jft_in1k": (86.84, 98.094, 600),
     "mnasnet_100.rmsp_in1k": (74.65, 92.124, 224),
 }
 
@@ -214,7 +214,11 @@ def zoo_table(pattern: str = "*") -> list[dict]:
         with torch.device("meta"):
             net = timm.create_model(e.timm, pretrained=False)
         tags = [t.split(".", 1)[1] for t in timm.list_pretrained(e.timm + ".*")]
-        default = f"{e.timm}.{tags[0]}" if tags else None
+        default = None
+        if tags:  # timm's default tag (what --pretrained loads) first; the list is otherwise alphabetical
+            tag = timm.get_pretrained_cfg(e.timm).tag
+            tags = [tag] + [t for t in tags if t != tag]
+            default = f"{e.timm}.{tag}"
         top1, top5, size = WEIGHTS_TOP1.get(default, (None, None, None))
         rows.append({
             "keras": e.keras, "timm": e.timm, "params_m": round(sum(p.numel() for p in net.parameters()) / 1e6, 1),

@@ -168,6 +168,11 @@ class Attack:
                 raise DataError(f"expected {len(x)} target labels, got shape {tuple(target.shape)}")
         elif target is not None:
             raise ConfigError(f"target labels given to an untargeted {self.name}; pass targeted=True")
+        k = getattr(self.model, "num_classes", None)  # a Classifier knows it; any other module: only >= 0
+        for what, t in (("labels", y), ("target labels", target)):
+            if t is not None and len(t) and (t.min() < 0 or (k is not None and t.max() >= k)):
+                raise DataError(f"expected {what} in [0, {k if k is not None else 'K'}), got values from "
+                                f"{t.min().item()} to {t.max().item()}")
         return x, y, target
 
     def _batches(self, x, y, target):
