@@ -508,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--open", action="store_true", help="open the page in the default browser")
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("demo", help="train, evaluate, predict, attack, then train a VAE, on built-in mnist5k (about 3 min on 2 CPU cores)")
+    s = sub.add_parser("demo", help="train, evaluate, predict, attack, then train a VAE, on built-in mnist5k "
+                                    "(about 3 min on 2 CPU cores)")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_demo)
