@@ -198,13 +198,14 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
     ROC / precision-recall when binary) into the run folder for the run's own test split with default options,
     else into ``evaluations/<data>-<split>[-<options>]/`` inside it. Returns the report.
     """
-    from optik.evaluation.evaluate import EvalOptions
+    from optik.evaluation.evaluate import EvalOptions, check_binary_options
 
     opts = EvalOptions(positive=positive, threshold=threshold, target_sensitivity=target_sensitivity,
                        target_specificity=target_specificity, calibrate=calibrate, n_boot=n_boot, seed=seed)
     run, saved, model, ds, splits = _run_and_split(run, split, strict=strict, **({"data": data} if data else {}))
     if ds.classes != model.classes:
         raise DataError(f"the model was trained on classes {model.classes}, but {ds.name!r} has {ds.classes}")
+    check_binary_options(model.classes, opts)
     own = data in (None, saved.data)
     val = None
     if opts.needs_validation:  # the run's own validation split, whatever data is evaluated

@@ -116,18 +116,25 @@ def full_evaluation(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str
     return ev
 
 
-def _threshold(probs, y_true, classes, opts: EvalOptions, val, flags: list[str]) -> tuple[float, str]:
-    """The binary threshold and where it came from: given, or chosen for a target rate on val (or test)."""
-    if len(classes) != 2 and opts.threshold != 0.5:
+def check_binary_options(classes, opts: EvalOptions) -> None:
+    """Refuse a threshold or a target rate for a task that is not binary (before any image is predicted)."""
+    if len(classes) == 2:
+        return
+    if opts.threshold != 0.5:
         raise ConfigError(f"--threshold applies to binary tasks; this one has {len(classes)} classes (a multi-class "
                           f"prediction is the most probable class), got threshold {opts.threshold}")
+    if opts.target_sensitivity is not None or opts.target_specificity is not None:
+        raise ConfigError(f"a target sensitivity or specificity applies to binary tasks; this one has "
+                          f"{len(classes)} classes")
+
+
+def _threshold(probs, y_true, classes, opts: EvalOptions, val, flags: list[str]) -> tuple[float, str]:
+    """The binary threshold and where it came from: given, or chosen for a target rate on val (or test)."""
+    check_binary_options(classes, opts)
     target = {"sensitivity": opts.target_sensitivity, "specificity": opts.target_specificity}
     target = {k: v for k, v in target.items() if v is not None}
     if not target:
         return opts.threshold, "given"
-    if len(classes) != 2:
-        raise ConfigError(f"a target sensitivity or specificity applies to binary tasks; this one has "
-                          f"{len(classes)} classes")
     pos = positive_index(classes, opts.positive)
     if val is not None and len(np.unique(val[1])) == 2:
         scores, labels, source = val[0][:, pos], val[1] == pos, "val"
