@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from optik.core.errors import CheckpointError, ConfigError, DataError, RunError
+from optik.core.errors import CheckpointError, ConfigError, RunError
+from optik.core.images import check_images
 from optik.generative.latent import LatentMixture
 from optik.generative.nets import VAE, Generator
 
@@ -150,13 +151,7 @@ class VAEModel(GenerativeModel):
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior means ``N x latent_dim`` of images ``N x C x H x W`` in [0, 1] (float)."""
-        shape = (self.channels, *self.image_size)
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != shape or not x.is_floating_point():
-            got = f"shape {tuple(x.shape)}, dtype {str(x.dtype).removeprefix('torch.')}" \
-                if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"expected a float batch N x {' x '.join(map(str, shape))} of pixels in [0, 1], got {got}"
-                            + ("; divide 0-255 pixels by 255" if isinstance(x, torch.Tensor)
-                               and not x.is_floating_point() else ""))
+        check_images(x, channels=self.channels, size=self.image_size, check_range=False)
         was = self.training
         self.eval()
         try:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optik.core.errors import DataError
+from optik.core.images import check_images
 
 
 class Classifier(nn.Module):
@@ -56,7 +56,7 @@ class Classifier(nn.Module):
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> the normalized network input (channels, size and statistics of the network)."""
-        self._check_input(x)
+        check_images(x, channels=(self.in_channels, self.net_channels), check_range=False)  # no sync per call
         if x.dtype != self.mean.dtype:  # float64 / half pixels into a float32 network (never integers: see check)
             x = x.to(self.mean.dtype)
         if x.shape[1] != self.net_channels:
@@ -68,23 +68,6 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.prepare(x))
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        """Shape and dtype, the mistakes that otherwise surface as an unreadable error deep in the network. (The
-        value range is not checked: that would cost a device synchronisation on every call.)"""
-        expected = f"a float batch N x {self.in_channels} x H x W of pixels in [0, 1]"
-        if not isinstance(x, torch.Tensor):
-            raise DataError(f"expected {expected} as a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 4:
-            hint = "; add the batch dimension with x.unsqueeze(0)" if x.ndim == 3 else ""
-            raise DataError(f"expected {expected}, got shape {tuple(x.shape)}{hint}")
-        if x.shape[1] not in (self.in_channels, self.net_channels):
-            hint = ("; channels last? use x.permute(0, 3, 1, 2)" if x.shape[-1] in (self.in_channels,
-                                                                                    self.net_channels) else "")
-            raise DataError(f"expected {expected}, got shape {tuple(x.shape)}: {x.shape[1]} channels{hint}")
-        if not x.is_floating_point():
-            raise DataError(f"expected {expected}, got dtype {str(x.dtype).removeprefix('torch.')}: "
-                            f"divide 0-255 pixels by 255 (x.float() / 255)")
 
     def describe(self) -> dict[str, Any]:
         """Everything needed to rebuild this Classifier, as saved in ``model.json``."""

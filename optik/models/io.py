@@ -39,15 +39,16 @@ def safe_torch_load(path: str | os.PathLike, *, map_location: str | torch.device
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError(zip): all mean "not loadable"
-        # Only the first line of torch's message: the rest advises weights_only=False, which would run the file.
+        # Not torch's whole message: it advises weights_only=False, which would run the file.
         raise CheckpointError(
             f"refusing to load {path}: expected a plain weights file (tensors only), got one torch cannot read "
-            f"that way ({type(e).__name__}: {_first_line(str(e))})"
+            f"that way ({type(e).__name__}: {_torch_reason(str(e))})"
         ) from None
 
 
-def _first_line(text: str) -> str:
-    """The line of torch's message that says what was found (e.g. ``Unsupported global: GLOBAL pkg.Class ...``)."""
+def _torch_reason(text: str) -> str:
+    """What torch found in the file (e.g. ``Unsupported global: GLOBAL pkg.Class``), else its first line that does
+    not advise ``weights_only``."""
     found = re.search(r"Unsupported (?:global|operand)[^\n]*?(?= was not|\n|$)", text)
     if found:
         return found.group(0)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optik.core.errors import ConfigError, DataError
+from optik.core.images import check_images
 
 NORMS = ("linf", "l2")
 
@@ -152,11 +153,7 @@ class Attack:
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _check(self, x, y, target):
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-            raise DataError(f"expected float images N x C x H x W in [0, 1], got "
-                            f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-        if len(x) and (x.min() < 0 or x.max() > 1):
-            raise DataError(f"expected pixels in [0, 1], got [{x.min().item():.3g}, {x.max().item():.3g}]")
+        check_images(x)
         y = torch.as_tensor(y, device=x.device).long()
         if y.shape != (len(x),):
             raise DataError(f"expected {len(x)} labels, got shape {tuple(y.shape)}")
