@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from optik.core import seed as random
 from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, load_yaml, resolve_config
 from optik.core.errors import ConfigError, RunError
 from optik.core.io import atomic_write, new_run_dir, require_run_dir, write_json, write_yaml
@@ -191,7 +192,7 @@ def _final_metrics(model: GenerativeModel, task, ds, splits, extractor, classifi
             model.draw_codes_from("fitted")
         out["codes_from"] = getattr(model, "codes_from", "prior")
         train = ds.images[splits["train"]]
-        pick = torch.randperm(len(train), generator=generator(cfg.seed, "floor"))[:n]
+        pick = random.randperm(len(train), generator=generator(cfg.seed, "floor"))[:n]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             out["fid_floor_train_vs_test"] = frechet_distance(
@@ -217,7 +218,7 @@ def _neg_elbo(task, images: torch.Tensor, *, seed: int, batch_size: int = 500) -
     nll_sum = kl_sum = 0.0
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].float() / 255
-        nll, kl = task._elbo_terms(x, torch.randn((len(x), task.cfg.latent_dim), generator=g))
+        nll, kl = task._elbo_terms(x, random.normal((len(x), task.cfg.latent_dim), generator=g, device=x.device))
         nll_sum, kl_sum = nll_sum + nll.sum().item(), kl_sum + kl.sum().item()
     n = len(images)
     return {"neg_elbo": (nll_sum + kl_sum) / n, "nll": nll_sum / n, "kl": kl_sum / n}
@@ -314,7 +315,7 @@ def interpolate(run: str | os.PathLike | GenerativeModel, *, out: str | os.PathL
     if isinstance(model, VAEModel) and not isinstance(run, GenerativeModel):
         cfg = make_generative_config("vae", load_yaml(Path(run) / "config.yaml")["config"])
         ds, splits = _splits(cfg)
-        pick = splits["test"][torch.randperm(len(splits["test"]), generator=generator(seed, "pairs"))[:2 * rows]]
+        pick = splits["test"][random.randperm(len(splits["test"]), generator=generator(seed, "pairs"))[:2 * rows]]
         real = ds.images[pick].float() / 255
     fig = interpolation_figure(model, seed=seed, method=method, rows=rows, steps=steps, real=real)
     return save_figure(fig, Path(out))

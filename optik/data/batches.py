@@ -5,6 +5,7 @@ from typing import Iterator
 
 import torch
 
+from optik.core import seed as random
 from optik.core.images import to_float
 from optik.core.seed import generator
 
@@ -40,7 +41,7 @@ class TensorBatches:
     def indices(self) -> torch.Tensor:
         n = len(self.labels)
         if self.shuffle:
-            order = torch.randperm(n, generator=generator(self.seed, "shuffle", self.epoch))
+            order = random.randperm(n, generator=generator(self.seed, "shuffle", self.epoch))
             order = order[: n - n % self.world_size]  # equal shards: every rank takes as many steps
         else:
             order = torch.arange(n)  # evaluation: every image exactly once, shards may differ by one

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from optik.core import seed as random
 from optik.core.errors import DataError
 
 
@@ -95,5 +96,5 @@ def random_subset(idx: torch.Tensor, n: int | None, *, seed: int) -> torch.Tenso
     would be a few classes only."""
     if n is None or n >= len(idx):
         return idx
-    pick = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]
+    pick = random.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]
     return idx[pick].sort().values

@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from optik.core import seed as random
+
 DIFFAUG_OPS = ("color", "translation", "cutout")
 
 
@@ -23,9 +25,8 @@ def diff_augment(x: torch.Tensor, ops: Sequence[str], *, generator: torch.Genera
             raise ValueError(f"expected DiffAugment ops from {DIFFAUG_OPS}, got {op!r}")
     n, dev = x.shape[0], x.device
 
-    def rand(*shape):
-        where = generator.device if generator is not None else dev  # a CPU generator serves any device
-        return torch.rand(shape, generator=generator, device=where, dtype=x.dtype).to(dev)
+    def rand(*shape):  # drawn on the generator's device (a CPU generator serves any device), then moved
+        return random.uniform(shape, generator=generator, device=dev, dtype=x.dtype)
 
     if "color" in ops:  # brightness +-0.5, saturation x[0, 2], contrast x[0.5, 1.5] (the paper's ranges)
         x = x + (rand(n, 1, 1, 1) - 0.5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from optik.core import seed as random
+
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Straight line ``(1 - t) a + t b``. Shape: ``a, b`` ``N x D``, ``t`` ``T`` -> ``N x T x D``."""
@@ -79,8 +81,8 @@ class LatentMixture(nn.Module):
         """``n`` codes ``N x D`` on the CPU (the same on any device): a component by weight, then its Gaussian,
         with the spread around the component's mean scaled by ``temperature``."""
         weights, means, tril = (b.detach().cpu().double() for b in (self.weights, self.means, self.scale_tril))
-        k = torch.multinomial(weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, means.shape[1], generator=generator, dtype=torch.float64)
+        k = random.multinomial(weights, n, generator=generator)
+        eps = random.normal((n, means.shape[1]), generator=generator, device="cpu", dtype=torch.float64)
         return (means[k] + temperature * (tril[k] @ eps.unsqueeze(-1)).squeeze(-1)).float()
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optik.core import seed as random
 from optik.core.errors import CheckpointError, ConfigError, DataError, expect
 from optik.core.images import check_images, to_float
+from optik.core.modes import eval_mode
 from optik.models.classifier import Classifier
 from optik.models.io import safe_torch_load
 
@@ -48,14 +50,8 @@ _CHUNK_ENTRIES = 1 << 24  # distance-matrix entries per chunk in precision_recal
 @contextlib.contextmanager
 def _frozen(module: nn.Module) -> Iterator[None]:
     """Eval mode and no gradient for the duration; every submodule gets its own mode back (frozen BN stays)."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(module), torch.no_grad():
+        yield
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -365,7 +361,8 @@ def kid(features_a: Any, features_b: Any, *, subsets: int = 100, subset_size: in
     gamma = 1.0 / a.shape[1] if gamma is None else gamma
     g = torch.Generator().manual_seed(seed)
     scores = torch.stack([
-        _mmd2_unbiased(a[torch.randperm(len(a), generator=g)[:m]], b[torch.randperm(len(b), generator=g)[:m]],
+        _mmd2_unbiased(a[random.randperm(len(a), generator=g, device=a.device)[:m]],
+                       b[random.randperm(len(b), generator=g, device=b.device)[:m]],
                        degree=degree, gamma=gamma, coef=coef)
         for _ in range(subsets)])
     return float(scores.mean()), float(scores.std(unbiased=False))

@@ -13,8 +13,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from optik.core import seed as random
 from optik.core.errors import CheckpointError, ConfigError, RunError
 from optik.core.images import check_images
+from optik.core.modes import eval_mode
 from optik.generative.latent import LatentMixture
 from optik.generative.nets import VAE, Generator
 
@@ -43,7 +45,7 @@ class GenerativeModel(nn.Module):
 
     def latents(self, n: int, *, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         """``n`` codes from the prior ``N(0, I)`` (times ``temperature``), drawn on the CPU (same on any device)."""
-        return (torch.randn(n, self.latent_dim, generator=generator) * temperature).to(self.device)
+        return random.normal((n, self.latent_dim), generator=generator, device="cpu").mul_(temperature).to(self.device)
 
     def labels(self, n: int, labels: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor | None:
         """Class labels for a conditional model: the given ones, or ``0, 1, ..., K-1, 0, 1, ...`` (balanced)."""
@@ -63,13 +65,9 @@ class GenerativeModel(nn.Module):
         """``n`` images ``N x C x H x W`` in [0, 1] from the prior, in batches (bounded memory)."""
         z = self.latents(n, generator=generator, temperature=temperature)
         y = self.labels(n, labels)
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return torch.cat([self.generate(z[i:i + batch_size], None if y is None else y[i:i + batch_size])
                               for i in range(0, n, batch_size)])
-        finally:
-            self.train(was)
 
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -152,12 +150,8 @@ class VAEModel(GenerativeModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior means ``N x latent_dim`` of images ``N x C x H x W`` in [0, 1] (float)."""
         check_images(x, channels=self.channels, size=self.image_size, check_range=False)
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self.vae.encode(x.to(device=self.device, dtype=next(self.vae.parameters()).dtype))[0]
-        finally:
-            self.train(was)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -166,12 +160,8 @@ class VAEModel(GenerativeModel):
 
     @torch.no_grad()
     def sample_from(self, z: torch.Tensor) -> torch.Tensor:
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self.generate(z.to(self.device))
-        finally:
-            self.train(was)
 
 
 def build_generative(meta: dict[str, Any]) -> GenerativeModel:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _sn
 
+from optik.core import seed as random
 from optik.core.errors import ConfigError
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -152,8 +153,8 @@ class MixturePrior(nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
         """``n`` codes on the CPU (a component by weight, then its Gaussian; spread scaled by ``temperature``)."""
         logits, means, logvars = (t.detach().cpu() for t in (self.logits, self.means, self.logvars))
-        k = torch.multinomial(logits.softmax(0), n, replacement=True, generator=generator)
-        eps = torch.randn(n, means.shape[1], generator=generator)
+        k = random.multinomial(logits.softmax(0), n, generator=generator)
+        eps = random.normal((n, means.shape[1]), generator=generator, device="cpu")
         return means[k] + temperature * eps * (0.5 * logvars[k]).exp()
 
 

@@ -8,11 +8,17 @@ from torch import nn
 
 from optik.core.errors import ConfigError, DataError
 from optik.core.images import check_images
-from optik.robustness.attacks import attack_mode as explain_mode  # same contract: eval, frozen, restored after
+from optik.core.modes import eval_mode
 
 Target = int | Sequence[int] | torch.Tensor | None
 
 __all__ = ["Target", "explain_mode", "check_input", "resolve_targets", "device_of"]
+
+
+def explain_mode(model: nn.Module):
+    """Eval mode and frozen parameters for the duration; every submodule's mode and every parameter's flag come
+    back after (the contract attacks keep too)."""
+    return eval_mode(model, freeze=True)
 
 
 def device_of(model: nn.Module) -> torch.device:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from optik.core import seed as random
 from optik.core.errors import ConfigError
 from optik.interpret.base import Target, check_input, explain_mode, resolve_targets
 
@@ -68,6 +69,6 @@ def _smooth_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
     spread = noise * (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1)  # std per image, pixels
     total = torch.zeros_like(x)
     for _ in range(n):
-        eps = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+        eps = random.normal(x.shape, generator=gen, device=x.device, dtype=x.dtype)
         total += input_gradient(model, x + spread * eps, target)
     return total / n

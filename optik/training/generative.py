@@ -8,6 +8,7 @@ from typing import Sequence
 import lightning as L
 import torch
 
+from optik.core import seed as random
 from optik.core.config import GANConfig, VAEConfig
 from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
@@ -52,7 +53,7 @@ class _GenerativeTask(L.LightningModule):
         self.trainer.datamodule.set_epoch(self.current_epoch)
 
     def randn(self, *shape: int) -> torch.Tensor:
-        return torch.randn(shape, generator=self._noise).to(self.device, non_blocking=True)
+        return random.normal(shape, generator=self._noise, device=self.device)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.batches_done += 1
@@ -118,7 +119,7 @@ class GANTask(_GenerativeTask):
         n = len(x)
         opt_g, opt_d = self.optimizers()
         y = y if cfg.conditional else None
-        y_fake = (torch.randint(len(self.classes), (n,), generator=self._noise).to(self.device)
+        y_fake = (random.randint(len(self.classes), (n,), generator=self._noise, device=self.device)
                   if cfg.conditional else None)
         fake = self.G(self.randn(n, cfg.latent_dim), y_fake)
 
@@ -198,7 +199,7 @@ class VAETask(_GenerativeTask):
         if self.cfg.shift_pixels and self.progress() < self.cfg.shift_until:
             from optik.generative.diffaug import translate
 
-            u = torch.rand((len(x), 2), generator=self._noise).to(self.device)
+            u = random.uniform((len(x), 2), generator=self._noise, device=self.device)
             x = translate(x, u, pixels=self.cfg.shift_pixels)
         return x
 
@@ -225,7 +226,7 @@ class VAETask(_GenerativeTask):
             return
         x, _ = batch
         g = generator(self.cfg.seed, "val-noise", batch_idx)  # the same noise every epoch: comparable values
-        noise = torch.randn((len(x), self.cfg.latent_dim), generator=g).to(self.device)
+        noise = random.normal((len(x), self.cfg.latent_dim), generator=g, device=self.device)
         nll, kl = self._elbo_terms(x, noise)
         self._val.append(torch.stack([nll.sum(), kl.sum(), torch.tensor(float(len(x)), device=self.device)]))
 
