@@ -359,25 +359,28 @@ def run_info(run: str | os.PathLike) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ attack
-def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence[float] = (0, 0.05, 0.1, 0.2, 0.3),
+def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence[float] | None = None,
            n: int | None = 1000, split: str = "test", batch_size: int = 500, seed: int = 0,
            device: str | torch.device = "cpu", **attack_options: Any) -> dict:
     """Attack a run's model on ``n`` images of a split (a random subset drawn with ``seed``) at every ``eps``; write
     ``attacks/<method>/robustness.json``, ``robustness.png`` (accuracy vs eps) and ``gallery.png``.
 
+    ``eps`` defaults to radii in the attack's norm: Linf 0, 0.05, 0.1, 0.2, 0.3; L2 (``pgd-l2``, ``cw``) 0, 0.5,
+    1, 1.5, 2, 3 for 28 x 28 grey images, scaled by the square root of the number of pixel values for others.
     ``attack_options`` go to the attack (``steps``, ``alpha``, ``restarts``, ``confidence``, ...). Returns the
     report (see :func:`optik.robustness.evaluate.robustness_curve`).
     """
     from optik.data.splits import random_subset
     from optik.robustness.attacks import ATTACKS
-    from optik.robustness.evaluate import curve_figure, gallery_figure, pick_gallery_eps, robustness_curve
+    from optik.robustness.evaluate import (attack_norm, curve_figure, default_eps, gallery_figure, pick_gallery_eps,
+                                           robustness_curve)
 
     method = method.lower()
     if isinstance(eps, (int, float)):
         eps = [eps]
     if method not in ATTACKS:
         raise ConfigError(f"expected --method one of {', '.join(ATTACKS)}, got {method!r}")
-    if not eps or any(e < 0 for e in eps):
+    if eps is not None and (not eps or any(not e >= 0 for e in eps)):
         raise ConfigError(f"expected one or more eps >= 0, got {list(eps)}")
     if n is not None and n < 1:
         raise ConfigError(f"expected n >= 1 images (None, or 0 on the command line: all of the split), got {n}")
@@ -385,6 +388,8 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence
     idx = random_subset(splits[split], n or None, seed=seed)
     x = conform(ds.images[idx], model).to(device).float().div_(255)
     y = ds.labels[idx].to(device)
+    if eps is None:
+        eps = default_eps(attack_norm(method, attack_options), x.shape[1:])
     report, results = robustness_curve(model, x, y, method=method, eps=eps, batch_size=batch_size, seed=seed,
                                        **attack_options)
     report = {"run": str(run), "data": ds.name, "split": split, **report}

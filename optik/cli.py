@@ -26,7 +26,8 @@ def _add_config_flags(p: argparse.ArgumentParser, only: Sequence[str] | None = N
         if only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
+        help_ = f.metadata.get("help", "") + ("" if f.default is None and "default" in f.metadata.get("help", "")
+                                              else f" (default: {f.default})")
         if str(f.type).startswith("bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         else:  # values stay strings here; the config schema converts and checks them
@@ -152,7 +153,7 @@ def cmd_attack(args) -> None:
     import optik
 
     try:
-        eps = [float(e) for e in args.eps.split(",")]
+        eps = None if args.eps is None else [float(e) for e in args.eps.split(",")]
     except ValueError:
         raise ConfigError(f"expected --eps as comma-separated numbers, e.g. 0,0.1,0.3, got {args.eps!r}") from None
     options = {k: v for k, v in (("steps", args.steps), ("alpha", args.alpha), ("restarts", args.restarts),
@@ -168,7 +169,7 @@ def cmd_attack(args) -> None:
 def print_robustness(report: dict, con) -> None:
     from rich.table import Table
 
-    t = Table("eps", "robust acc", "success", "L2 mean", "L2 median", "Linf mean", "P(true) clean", "P(true) adv",
+    t = Table("L2 threshold" if "minimal" in report else "eps", "robust acc", "success", "L2 mean", "L2 median", "Linf mean", "P(true) clean", "P(true) adv",
               title=f"{report['method']} ({report['norm']}) on {report['n']} {report.get('split', '')} images: "
                     f"clean accuracy {report['clean_accuracy']:.4f}",
               caption="success = share of the correctly classified images the attack fooled; norms of the "
@@ -177,11 +178,19 @@ def print_robustness(report: dict, con) -> None:
     def f(v, fmt=".4f"):
         return "-" if v is None else format(v, fmt)
 
+    if "minimal" in report:  # a minimal-perturbation attack: what it found first, the curve over thresholds after
+        m = report["minimal"]
+        con.print(f"{report['method']} (minimal perturbation, unbounded) on {report['n']} images: fooled "
+                  f"[bold]{f(m['attack_success_rate'], '.1%')}[/] of those classified correctly "
+                  f"(robust accuracy {f(m['robust_accuracy'])}); L2 of the perturbations: mean "
+                  f"[bold]{f(m['l2_mean'], '.3f')}[/], median [bold]{f(m['l2_median'], '.3f')}[/]")
     for r in report["per_eps"]:
         t.add_row(f(r["eps"], "g"), f"[bold]{r['robust_accuracy']:.4f}[/]", f(r["attack_success_rate"]),
                   f(r["l2_mean"], ".3f"), f(r["l2_median"], ".3f"), f(r["linf_mean"], ".3f"),
                   f(r["true_class_confidence_clean"], ".3f"), f(r["true_class_confidence_adv"], ".3f"))
     con.print(t)
+    for note in report.get("notes", []):
+        con.print(f"note: {note}")
     for flag in report["flags"]:
         con.print(f"[yellow]warning:[/] {flag}")
     if "files" in report:
@@ -419,11 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     s.add_argument("--method", default="pgd", help="fgsm | pgd | pgd-l2 | cw | apgd | apgd-t | strong "
                                                    "(APGD-CE + APGD-T, per-image worst case)")
-    s.add_argument("--eps", default="0,0.05,0.1,0.2,0.3",
-                   help="comma-separated radii (Linf; L2 for pgd-l2 and cw), pixels in [0, 1]")
+    s.add_argument("--eps", default=None,
+                   help="comma-separated radii, pixels in [0, 1]: Linf (default 0,0.05,0.1,0.2,0.3), or L2 for pgd-l2 "
+                        "and cw (default 0,0.5,1,1.5,2,3 for 28 x 28 grey images, scaled by sqrt(C*H*W/784))")
     s.add_argument("--n", type=int, default=1000, help="images of the split to attack (0: all)")
     s.add_argument("--split", default="test", choices=("train", "val", "test"))
-    s.add_argument("--steps", type=int, help="iterations (pgd: 10, apgd/strong: 100, cw: 200 per constant)")
+    s.add_argument("--steps", type=int, help="iterations (pgd: 10, apgd/strong: 100, cw: 100 Adam steps per "
+                                             "constant, 6 constants)")
     s.add_argument("--alpha", type=float, help="pgd step size (default 2.5 * eps / steps)")
     s.add_argument("--restarts", type=int, help="pgd random restarts (worst case per image is kept)")
     s.add_argument("--confidence", type=float, help="cw: kappa, the logit margin a success must reach")

@@ -4,8 +4,8 @@ import torch
 
 import optik
 from optik.core.errors import ConfigError, DataError
-from optik.robustness import APGD, FGSM, PGD, Attack, CarliniWagnerL2, Strong, make_attack
-from optik.robustness.attacks import margin
+from optik.robustness import APGD, APGDT, FGSM, PGD, Attack, CarliniWagnerL2, Strong, TradesKL, make_attack
+from optik.robustness.attacks import dlr_loss, margin
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -149,9 +149,6 @@ def test_invariants(mnist):
     assert hit.success.float().mean() > 0.9
     small = FGSM(model, eps=1e-4)(x, y)  # too small to fool: everything fails, flagged, clean images returned
     assert torch.equal(small.adv[~small.success], x[~small.success])
-    strong = Strong(model, eps=0.08, steps=10)(x[:100], y[:100])
-    apgd = APGD(model, eps=0.08, steps=10)(x[:100], y[:100])
-    assert strong.success.sum() >= apgd.success.sum()
 
 
 def test_margin_is_right_when_other_logits_are_negative():
@@ -171,6 +168,135 @@ def test_bad_input_gets_a_clear_error(mnist):
         make_attack("deepfool", model, eps=0.1)
     with pytest.raises(ConfigError, match="fgsm takes no option steps; its options: .*targeted"):
         make_attack("fgsm", model, eps=0.1, steps=10)
+
+
+@pytest.fixture(scope="module", params=["3,5", "3,5,8"], ids=["2-classes", "3-classes"])
+def few_classes(request, tmp_path_factory):
+    """cnn-small trained on two or three mnist5k digits (99 % / 97 % test accuracy) and 120 of their test images."""
+    out = tmp_path_factory.mktemp("few") / "run"
+    optik.train(data="mnist5k", classes=request.param, model="cnn-small", epochs=4, batch_size=32, augment="none",
+                out=out, progress=False)
+    from optik.api import _run_and_split
+
+    _, _, model, ds, splits = _run_and_split(out, "test")
+    idx = splits["test"][:120]
+    return model.eval(), ds.images[idx].float() / 255, ds.labels[idx]
+
+
+@pytest.mark.parametrize("method", ["apgd", "apgd-t", "strong"])
+def test_dlr_attacks_on_two_and_three_classes(few_classes, method):
+    """DLR reads the third largest logit (targeted: the fourth). With two classes, strong crashed (IndexError) as
+    soon as one image survived APGD-CE. Now every attack runs, keeps the contract, is at least as strong as
+    APGD-CE, and says which loss it used instead."""
+    model, x, y = few_classes
+    k = model.num_classes
+    kw = {"loss": "dlr"} if method == "apgd" else {}
+    attack = make_attack(method, model, eps=0.05, steps=20, **kw)
+    result = attack(x, y)
+    assert_attack_works(make_attack(method, model, eps=0.3, steps=20, **kw), x[:60], y[:60], min_success=0.9)
+    ce = APGD(model, eps=0.05, steps=20)(x, y)
+    assert 0 < ce.success.float().mean() < 1, "some images survive APGD-CE: the second stage runs"
+    if method == "strong":
+        assert result.success.sum() >= ce.success.sum()
+    notes = " ".join(attack.notes)
+    if method == "apgd" and k == 2:
+        assert "DLR loss needs at least 3 classes; with 2 the margin loss" in notes
+    elif method == "apgd-t":
+        assert f"targeted DLR loss needs at least 4 classes; with {k} the targeted margin loss" in notes
+    elif method == "strong":
+        assert f"APGD-T needs at least 4 classes; with {k}" in notes
+        assert ("margin loss" if k == 2 else "DLR loss") in notes
+    else:
+        assert notes == ""
+
+
+def test_dlr_loss_refuses_too_few_classes():
+    logits, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    assert torch.isfinite(dlr_loss(logits, y)).all()
+    with pytest.raises(ConfigError, match="targeted DLR loss needs at least 4 classes, got 3"):
+        dlr_loss(logits, y, (y + 1) % 3)
+    with pytest.raises(ConfigError, match="DLR loss needs at least 3 classes, got 2"):
+        dlr_loss(logits[:, :2], y % 2)
+
+
+def test_attack_strong_on_a_binary_faces_run(tmp_path):
+    """The radiology case: `optik attack --method strong` on a two-class run writes its report and says that the
+    second run used the margin loss."""
+    import json
+
+    from helpers import run_optik
+
+    run = tmp_path / "faces"
+    optik.train(data="faces", model="cnn-small", epochs=8, batch_size=16, augment="none", out=run, progress=False)
+    out = run_optik("attack", run, "--method", "strong", "--eps", "0,0.02,0.05", "--steps", "10")
+    report = json.loads((run / "attacks" / "strong" / "robustness.json").read_text())
+    assert [r["eps"] for r in report["per_eps"]] == [0, 0.02, 0.05] and report["clean_accuracy"] >= 0.9
+    assert report["per_eps"][2]["robust_accuracy"] < report["per_eps"][1]["robust_accuracy"] < report["clean_accuracy"]
+    assert any("with 2 the second run is untargeted APGD with the margin loss" in n for n in report["notes"])
+    assert "note: strong: APGD-T needs at least 4 classes" in out.stdout
+
+
+def _frozen_backbone_model():
+    from optik.models.registry import create_classifier
+    from optik.models.transfer import set_trainable
+
+    model = create_classifier("cnn", classes=[str(i) for i in range(10)], in_channels=1, input_size=(28, 28),
+                              mean=[0.13], std=[0.3])
+    frozen = set_trainable(model, 0)  # the head trains; the backbone and its BatchNorm stay as they are
+    model.train()
+    for m in frozen:
+        m.eval()
+    return model, frozen
+
+
+@pytest.mark.parametrize("adversary", ["pgd", "trades"])
+def test_adversarial_step_leaves_a_frozen_backbones_batchnorm_untouched(mnist, adversary):
+    """--freeze backbone keeps the backbone's BatchNorm layers in eval mode. The attack used to hand train mode
+    back to every submodule, so the step's forward pass moved their running statistics."""
+    _, x, y = mnist
+    model, frozen = _frozen_backbone_model()
+    assert len(frozen) >= 2
+    with torch.no_grad():  # statistics that are not the initial ones, so that any update shows
+        for m in frozen:
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+    before = {name: b.clone() for name, b in model.named_buffers()}
+    attack = PGD(model, eps=0.3, steps=2) if adversary == "pgd" else TradesKL(model, eps=0.3, steps=2)
+    x_adv = attack.generate(x[:32], y[:32], generator=torch.Generator().manual_seed(0))
+    assert model.training and all(not m.training for m in frozen), "every module's own mode comes back"
+    model(x_adv)  # the training step's forward pass, in train mode
+    after = dict(model.named_buffers())
+    assert all(torch.equal(before[n], after[n]) for n in before), "frozen BatchNorm statistics are bit-identical"
+    with attack_mode_of(model):
+        assert not any(m.training for m in model.modules())
+    assert all(not m.training for m in frozen) and model.training
+
+
+def attack_mode_of(model):
+    from optik.robustness.attacks import attack_mode
+
+    return attack_mode(model)
+
+
+def test_trades_adversary_is_the_reference_loop(mnist):
+    """TradesKL against the authors' loop (trades.py, written out here): the same noise, 5 steps of
+    ``x' + alpha * sign(grad KL(p(x) || p(x')))``, projected into the ball and [0, 1], in eval mode."""
+    import torch.nn.functional as F
+
+    model, x, y = mnist
+    x = x[:50]
+    eps, alpha, steps = 0.3, 0.1, 5
+    ours = TradesKL(model, eps=eps, steps=steps, alpha=alpha, seed=3).generate(x, y[:50])
+    model.eval()
+    x_adv = x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    for _ in range(steps):
+        x_adv.requires_grad_()
+        loss_kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(model(x), dim=1), reduction="sum")
+        grad = torch.autograd.grad(loss_kl, [x_adv])[0]
+        x_adv = x_adv.detach() + alpha * torch.sign(grad.detach())
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+    torch.testing.assert_close(ours, x_adv, atol=1e-6, rtol=0)
+    assert (ours - x).abs().max() <= eps + 1e-6 and not torch.equal(ours, x)
 
 
 # ------------------------------------------------------------------------------------------- runs and training
@@ -208,12 +334,96 @@ def test_sanity_flags_name_what_they_saw():
     assert "pgd is weaker than FGSM at eps=0.1" in text and "NaN or infinite" in text and "20.0 %" in text
 
 
-def test_short_adversarial_training_raises_robust_accuracy(mnist, tmp_path):
-    """Two epochs of Madry PGD training vs two of standard training on mnist5k, eps 0.3: PGD-20 robust accuracy
-    on 200 test images rises by >= 20 points. The standard model is the fixture's (the same two epochs)."""
+# FGSM with random start overfits to its one-step attack at eps 0.3 on MNIST (Wong et al.'s catastrophic
+# overfitting): after 2 epochs PGD-20 robust accuracy was 15-23 % over seeds and step sizes; with eps grown over
+# 2 epochs and 4 epochs in all (a cheap epoch: one gradient step), 23.5 % and 24.5 % for seeds 0 and 1.
+SHORT_RECIPES = {"pgd": dict(epochs=2, attack_steps=5), "trades": dict(epochs=2, attack_steps=5),
+                 "fgsm-rs": dict(epochs=4, eps_ramp=2)}
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory):
+    """A short adversarial training on mnist5k at eps 0.3, by method, trained on first use (with the defaults
+    that --adversarial brings: plain cross-entropy, no augmentation)."""
+    models = {}
+
+    def get(method: str):
+        if method not in models:
+            out = tmp_path_factory.mktemp("hardened") / method
+            models[method] = optik.train(data="mnist5k", adversarial=method, eps=0.3, out=out, progress=False,
+                                         **SHORT_RECIPES[method]).model.eval()
+        return models[method]
+
+    return get
+
+
+@pytest.mark.parametrize("method", ["pgd", "fgsm-rs", "trades"])
+def test_short_adversarial_training_raises_robust_accuracy(mnist, hardened, method):
+    """A short Madry PGD / FGSM-with-random-start / TRADES training vs two epochs of standard training on mnist5k,
+    eps 0.3: PGD-20 robust accuracy on 200 test images rises by >= 20 points. The standard model is the
+    fixture's."""
     standard, x, y = mnist
-    r = optik.train(data="mnist5k", epochs=2, augment="none", adversarial="pgd", eps=0.3, attack_steps=5,
-                    out=tmp_path / "pgd", progress=False)
     robust = {name: 1 - PGD(model, eps=0.3, steps=20)(x, y).success.float().mean().item()
-              for name, model in {"standard": standard, "pgd": r.model}.items()}
-    assert robust["pgd"] >= robust["standard"] + 0.20, robust
+              for name, model in {"standard": standard, method: hardened(method)}.items()}
+    assert robust[method] >= robust["standard"] + 0.20, robust
+
+
+def test_strong_and_apgd_t_are_as_strong_as_torchattacks_on_a_hardened_model(mnist, hardened):
+    """On a PGD-trained model, where attacks differ: optik's strong (APGD-CE, then APGD-T on what survives) and
+    apgd-t leave no more than 0.5 point more robust accuracy than torchattacks' APGD-CE + APGD-T (per-image worst
+    case) and APGDT, with the same iterations and targets, on 200 test images at eps 0.2 (measured: 34.5 % all
+    four; at eps 0.3 and 100 steps 15.5 / 15.0 % optik, 15.0 / 15.0 % torchattacks)."""
+    model = hardened("pgd")
+    _, x, y = mnist
+    steps, eps = 25, 0.2
+    ours_strong = 1 - Strong(model, eps=eps, steps=steps)(x, y).success.float().mean().item()
+    ours_t = 1 - APGDT(model, eps=eps, steps=steps)(x, y).success.float().mean().item()
+    ce = torchattacks.APGD(model, eps=eps, steps=steps, loss="ce", seed=0)(x, y)
+    tt = torchattacks.APGDT(model, eps=eps, steps=steps, n_classes=10, seed=0)(x, y)
+    with torch.no_grad():
+        fooled_ce, fooled_t = model(ce).argmax(1) != y, model(tt).argmax(1) != y
+    ref_strong = 1 - (fooled_ce | fooled_t).float().mean().item()
+    ref_t = 1 - fooled_t.float().mean().item()
+    assert 0.2 < ref_strong < 0.95, "a model where robustness is neither nothing nor everything"
+    assert ours_strong <= ref_strong + 0.005 + 1e-6, (ours_strong, ref_strong)  # 1e-6: float32 shares
+    assert ours_t <= ref_t + 0.005 + 1e-6, (ours_t, ref_t)
+
+
+def test_trades_runs_clean_and_adversarial_images_in_separate_passes(monkeypatch, tmp_path):
+    """The TRADES reference computes its two terms in separate forward passes; one pass over the concatenated
+    batch would normalize clean and adversarial images with shared BatchNorm statistics."""
+    from optik.models.classifier import Classifier
+
+    seen = []
+    forward = Classifier.forward
+
+    def recording(self, x):
+        seen.append((self.training, len(x)))
+        return forward(self, x)
+
+    monkeypatch.setattr(Classifier, "forward", recording)
+    optik.train(data="digits", epochs=1, batch_size=50, adversarial="trades", eps=0.1, attack_steps=2,
+                out=tmp_path / "trades", progress=False)
+    in_train = [n for training, n in seen if training]
+    assert in_train and max(in_train) <= 50, "no train-mode pass sees more than one batch"
+    steps = -(-int(0.9 * 0.8 * 1797) // 50)
+    assert len(in_train) >= 2 * (steps - 1), "a clean and an adversarial pass per step"
+
+
+def test_adversarial_training_defaults_to_the_measured_recipe(tmp_path):
+    """--adversarial without --label-smoothing / --augment trains with plain cross-entropy on the images as they
+    are (the benchmark's recipe), says so, and records it; options given explicitly are kept."""
+    import yaml
+
+    from helpers import run_optik
+
+    out = run_optik("train", "--data", "digits", "--epochs", "1", "--adversarial", "fgsm-rs", "--eps", "0.1",
+                    "--out", tmp_path / "a", "--no-progress")
+    assert "adversarial training uses the measured recipe's defaults: label_smoothing 0.0 (not 0.1), augment none " \
+           "(not default)" in out.stderr
+    saved = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["config"]
+    assert saved["label_smoothing"] == 0.0 and saved["augment"] == "none"
+    explicit = optik.make_config(adversarial="pgd", eps=0.3, label_smoothing=0.1, augment="default")
+    assert explicit.label_smoothing == 0.1 and explicit.augment == "default" and explicit.adversarial_defaults == {}
+    standard = optik.make_config()
+    assert standard.label_smoothing == 0.1 and standard.augment == "default"

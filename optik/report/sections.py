@@ -184,6 +184,14 @@ def robustness(run: Path) -> Section | None:
         r = read_json(path)
         s.heading(f"{r['method']} ({r['norm']}), {r['n']} {r.get('split', '')} images, clean accuracy "
                   f"{r['clean_accuracy']:.4f}")
+        if "minimal" in r:  # a minimal-perturbation attack: what it found, then the curve over L2 thresholds
+            m = r["minimal"]
+            s.text(f"Minimal perturbation, unbounded: fooled {_f(m['attack_success_rate'])} of the correctly "
+                   f"classified images; L2 of the perturbations: mean {_f(m['l2_mean'], '.3f')}, median "
+                   f"{_f(m['l2_median'], '.3f')}. The table counts an image as broken at eps when its perturbation "
+                   f"has L2 <= eps.")
+        for note in r.get("notes", []):
+            s.text(f"Note: {note}")
         s.table(("eps", "robust accuracy", "attack success", "L2 mean", "Linf mean"),
                 [(f"{p['eps']:g}", f"{p['robust_accuracy']:.4f}", _f(p["attack_success_rate"]),
                   _f(p["l2_mean"], ".3f"), _f(p["linf_mean"], ".3f")) for p in r["per_eps"]])

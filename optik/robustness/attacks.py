@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optik.core import seed as random
 from optik.core.errors import ConfigError, DataError
 from optik.core.images import check_images
+from optik.core.modes import eval_mode
 
 NORMS = ("linf", "l2")
 
@@ -59,18 +61,10 @@ class AttackResult:
 
 @contextlib.contextmanager
 def attack_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; the caller's mode and flags come back after."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
+    """Eval mode and no parameter gradients for the duration; afterwards every submodule gets its own mode back
+    (a frozen backbone's BatchNorm layers stay in eval mode) and every parameter its flag."""
+    with eval_mode(model, freeze=True):
         yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -80,17 +74,34 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, y[:, None]).squeeze(1) - other
 
 
+def dlr_classes(targeted: bool) -> int:
+    """The fewest classes the DLR loss is defined for: its denominator reads the third (untargeted) or the fourth
+    (targeted) largest logit."""
+    return 4 if targeted else 3
+
+
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
     """Difference of logits ratio (Croce & Hein 2020), per image, to be maximized: shift- and scale-invariant.
 
     Untargeted: ``-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)``; targeted: ``-(z_y - z_t) / (z_pi1 - (z_pi3 +
-    z_pi4) / 2)``, with ``z_pi`` the sorted logits.
+    z_pi4) / 2)``, with ``z_pi`` the sorted logits. Needs at least 3 (untargeted) or 4 (targeted) classes: with
+    fewer, use :func:`margin_loss`, as the attacks here do.
     """
+    needed = dlr_classes(target is not None)
+    if logits.shape[1] < needed:
+        raise ConfigError(f"the {'targeted ' if target is not None else ''}DLR loss needs at least {needed} classes, "
+                          f"got {logits.shape[1]}; use the margin loss")
     z = logits.sort(dim=1, descending=True).values
     if target is None:
         return -margin(logits, y) / (z[:, 0] - z[:, 2] + 1e-12)
     zy, zt = logits.gather(1, y[:, None]).squeeze(1), logits.gather(1, target[:, None]).squeeze(1)
     return -(zy - zt) / (z[:, 0] - 0.5 * (z[:, 2] + z[:, 3]) + 1e-12)
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """The DLR loss without its scale: ``-(z_y - max_{i != y} z_i)`` untargeted, ``z_t - max_{i != t} z_i``
+    targeted (Carlini & Wagner's margin), per image, to be maximized. Defined for any number of classes >= 2."""
+    return -margin(logits, y) if target is None else margin(logits, target)
 
 
 class Attack:
@@ -118,12 +129,14 @@ class Attack:
             raise ConfigError(f"expected eps >= 0, got {eps!r}")
         self.eps, self.targeted, self.batch_size, self.seed = eps, targeted, batch_size, seed
         self.generator: torch.Generator | None = None
+        self.notes: list[str] = []  # what the last call did differently from its paper, for the report
 
     # ------------------------------------------------------------------ the contract
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> AttackResult:
         x, y, target = self._check(x, y, target)
         device = x.device
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        self.notes = []
         with attack_mode(self.model):
             clean_logits = self._logits(x)
             adv = x.clone() if self.eps == 0 else self._generate(x, y, target)
@@ -143,6 +156,7 @@ class Attack:
         not replaced by clean images): what adversarial training feeds the model. Eval mode, no parameter
         gradients, as for ``__call__``; ``generator`` drives the random starts (default: seeded with ``seed``)."""
         self.generator = generator or torch.Generator(device=x.device).manual_seed(self.seed)
+        self.notes = []
         with attack_mode(self.model):
             return self._generate(x, y, target)
 
@@ -206,7 +220,16 @@ class Attack:
         return torch.autograd.grad(loss, adv)[0]
 
     def _uniform(self, like: torch.Tensor, low: float, high: float) -> torch.Tensor:
-        return torch.empty_like(like).uniform_(low, high, generator=self.generator)
+        """``U(low, high)`` noise shaped like ``like``, on its device, from the attack's generator (wherever that
+        generator lives: a training task hands over its CPU generator)."""
+        return random.uniform_like(like, low, high, generator=self.generator)
+
+    def _normal(self, like: torch.Tensor) -> torch.Tensor:
+        return random.normal_like(like, generator=self.generator)
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
 
 class FGSM(Attack):
@@ -246,9 +269,9 @@ class PGD(Attack):
             return x.clone()
         if self.norm == "linf":
             return (x + self._uniform(x, -self.eps, self.eps)).clamp(0, 1)
-        delta = torch.empty_like(x).normal_(generator=self.generator)
+        delta = self._normal(x)
         norms = delta.flatten(1).norm(dim=1)[:, None, None, None]
-        radius = torch.empty_like(norms).uniform_(0, 1, generator=self.generator)
+        radius = self._uniform(norms, 0, 1)
         return (x + delta * radius / norms * self.eps).clamp(0, 1)
 
     def _run(self, x, y, target):
@@ -286,6 +309,37 @@ def _better_attack(new: torch.Tensor, old: torch.Tensor, y, target) -> torch.Ten
         return m_new < m_old
     m_new, m_old = -margin(new, target), -margin(old, target)
     return m_new < m_old
+
+
+class TradesKL(Attack):
+    """The inner maximization of TRADES (Zhang et al. 2019, https://arxiv.org/abs/1901.08573), as the authors'
+    ``trades.py`` does it: start at ``x + 0.001 * N(0, 1)``, then ``steps`` signed-gradient steps of size
+    ``alpha`` that maximize ``KL(p(x) || p(x'))`` (summed over the batch), projected into the Linf ball and
+    [0, 1]. ``y`` is not used: the adversary moves away from the model's own prediction on the clean image.
+    This is a training adversary (see :meth:`Attack.generate`), not a robustness verdict.
+    """
+
+    name = "trades-kl"
+
+    def __init__(self, model: nn.Module, *, eps: float, steps: int = 10, alpha: float | None = None, **kw):
+        super().__init__(model, eps=eps, norm="linf", **kw)
+        if steps < 1:
+            raise ConfigError(f"expected steps >= 1, got {steps}")
+        self.steps = steps
+        self.alpha = alpha if alpha is not None else 2.5 * eps / steps
+
+    def perturb(self, x, y, target):
+        with torch.no_grad():
+            p_clean = F.softmax(self.model(x), 1)
+        # the authors start just off the image and do not clamp the start (its first step is nearly random: the
+        # KL and its gradient are ~0 at x, so the noise decides); every step after is projected and clamped
+        adv = x + 0.001 * random.normal(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        for _ in range(self.steps):
+            adv = adv.detach().requires_grad_(True)
+            kl = F.kl_div(F.log_softmax(self.model(adv), 1), p_clean, reduction="sum")
+            g = torch.autograd.grad(kl, adv)[0]
+            adv = self._project(adv.detach() + self.alpha * g.sign(), x)
+        return adv
 
 
 class CarliniWagnerL2(Attack):
@@ -360,6 +414,10 @@ class APGD(Attack):
     iterations) where the loss rose in fewer than ``rho`` of the steps since the last checkpoint, or neither step
     size nor best loss changed; then it restarts from the best point. Momentum 0.75. ``loss="ce"`` is APGD-CE;
     ``loss="dlr"`` with ``targeted=True`` is the targeted DLR loss of APGD-T (see :class:`APGDT`).
+
+    The DLR loss reads the third (targeted: the fourth) largest logit, so it needs 3 (4) classes. With fewer, the
+    attack uses the margin loss (:func:`margin_loss`, DLR's numerator) instead, as AutoAttack's authors advise, and
+    says so in ``notes``; ``loss="margin"`` asks for it directly.
     """
 
     name = "apgd"
@@ -367,15 +425,20 @@ class APGD(Attack):
     def __init__(self, model: nn.Module, *, eps: float, norm: str = "linf", steps: int = 100, loss: str = "ce",
                  rho: float = 0.75, restarts: int = 1, **kw):
         super().__init__(model, eps=eps, norm=norm, **kw)
-        if loss not in ("ce", "dlr"):
-            raise ConfigError(f"expected loss ce or dlr, got {loss!r}")
+        if loss not in ("ce", "dlr", "margin"):
+            raise ConfigError(f"expected loss ce, dlr or margin, got {loss!r}")
         self.steps, self.loss, self.rho, self.restarts = steps, loss, rho, restarts
 
     def _loss(self, logits, y, target):
         if self.loss == "ce":
             return -F.cross_entropy(logits, target, reduction="none") if target is not None else \
                 F.cross_entropy(logits, y, reduction="none")
-        return dlr_loss(logits, y, target)
+        needed = dlr_classes(target is not None)
+        if self.loss == "margin" or logits.shape[1] >= needed:
+            return (margin_loss if self.loss == "margin" else dlr_loss)(logits, y, target)
+        self._note(f"{self.name}: the {'targeted ' if target is not None else ''}DLR loss needs at least {needed} "
+                   f"classes; with {logits.shape[1]} the margin loss (DLR without its scale) was used instead")
+        return margin_loss(logits, y, target)
 
     def _loss_grad(self, adv, y, target):
         adv = adv.detach().requires_grad_(True)
@@ -394,7 +457,7 @@ class APGD(Attack):
         if self.norm == "linf":
             t = self._uniform(x, -1, 1)
             return (x + self.eps * t / t.flatten(1).abs().amax(dim=1)[:, None, None, None]).clamp(0, 1)
-        t = torch.empty_like(x).normal_(generator=self.generator)
+        t = self._normal(x)
         return (x + self.eps * t / (t.flatten(1).norm(dim=1)[:, None, None, None] + 1e-12)).clamp(0, 1)
 
     def _checkpoints(self) -> list[int]:
@@ -471,7 +534,11 @@ class APGD(Attack):
 
 class APGDT(Attack):
     """APGD-T (Croce & Hein 2020): targeted APGD with the DLR loss toward each of the ``n_targets`` most likely
-    wrong classes in turn, on the images still correctly classified; success is any misclassification."""
+    wrong classes in turn, on the images still correctly classified; success is any misclassification.
+
+    The targeted DLR loss needs 4 classes; with 2 or 3 the targeted margin loss ``z_t - max_{i != t} z_i`` is used
+    (said in ``notes``). With 2 classes the one wrong class is the only target.
+    """
 
     name = "apgd-t"
 
@@ -484,12 +551,14 @@ class APGDT(Attack):
         with torch.no_grad():
             logits = self.model(x)
         k = logits.shape[1]
-        if k < 4:
-            raise ConfigError(f"APGD-T's targeted DLR loss needs at least 4 classes, got {k}; use apgd")
+        loss = "dlr" if k >= dlr_classes(targeted=True) else "margin"
+        if loss == "margin":
+            self._note(f"{self.name}: the targeted DLR loss needs at least {dlr_classes(targeted=True)} classes; with "
+                       f"{k} the targeted margin loss (z_t - max_(i != t) z_i) was used instead")
         order = logits.argsort(dim=1, descending=True)
         best = x.clone()
         robust = logits.argmax(dim=1) == y
-        inner = APGD(self.model, eps=self.eps, norm=self.norm, steps=self.steps, loss="dlr", targeted=True,
+        inner = APGD(self.model, eps=self.eps, norm=self.norm, steps=self.steps, loss=loss, targeted=True,
                      batch_size=self.batch_size, seed=self.seed)
         inner.generator = self.generator
         for j in range(1, min(self.n_targets, k - 1) + 1):
@@ -507,8 +576,12 @@ class APGDT(Attack):
 
 
 class Strong(Attack):
-    """The default robustness verdict: per image the worst case over APGD-CE and APGD-T (APGD-DLR untargeted for
-    fewer than 4 classes), each with 100 iterations, the second run only on what the first left robust."""
+    """The default robustness verdict: per image the worst case over APGD-CE and APGD-T, each with 100 iterations,
+    the second run only on what the first left robust.
+
+    APGD-T's targeted DLR loss needs 4 classes: with 3 the second run is untargeted APGD with the DLR loss, with 2
+    untargeted APGD with the margin loss (DLR is undefined for 2 classes); ``notes`` says which ran.
+    """
 
     name = "strong"
 
@@ -524,11 +597,19 @@ class Strong(Attack):
         with torch.no_grad():
             logits = self.model(best)
         robust = (logits.argmax(dim=1) == y).nonzero().flatten()
+        k = logits.shape[1]
+        if k >= dlr_classes(targeted=True):
+            second = APGDT(self.model, **common)
+        else:
+            second = APGD(self.model, loss="dlr" if k >= dlr_classes(targeted=False) else "margin", **common)
+            self._note(f"{self.name}: APGD-T needs at least {dlr_classes(targeted=True)} classes; with {k} the second "
+                       f"run is untargeted APGD with the {second.loss.upper() if second.loss == 'dlr' else 'margin'} "
+                       f"loss")
         if len(robust):
-            k = logits.shape[1]
-            second = APGDT(self.model, **common) if k >= 4 else APGD(self.model, loss="dlr", **common)
             second.generator = self.generator
             adv = second.perturb(x[robust], y[robust], None)
+            for note in second.notes:
+                self._note(note)
             with torch.no_grad():
                 fooled = self.model(adv).argmax(dim=1) != y[robust]
             best[robust[fooled]] = adv[fooled]

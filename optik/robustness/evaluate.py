@@ -2,6 +2,7 @@
 for gradient masking, and the pictures (the curve, and a gallery in the style of Goodfellow's panda)."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -56,20 +57,48 @@ def input_gradient_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     return {"zero_gradient_share": zero / max(len(x), 1), "nonfinite_gradient": bad}
 
 
+MINIMAL = {"cw"}  # minimal-perturbation attacks: run once, unbounded; eps is a threshold on the found norm
+# Default radii for 28 x 28 x 1 images (784 values). An L2 norm grows with the square root of the number of values,
+# so L2 radii are scaled by sqrt(C * H * W / 784); Linf radii are per pixel and need no scaling.
+DEFAULT_EPS = {"linf": (0.0, 0.05, 0.1, 0.2, 0.3), "l2": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)}
+
+
+def attack_norm(method: str, options: dict | None = None) -> str:
+    """The norm an attack by this CLI name measures eps in (``norm`` in ``options`` overrides it)."""
+    from optik.robustness.attacks import ATTACKS
+
+    if (options or {}).get("norm"):
+        return options["norm"]
+    return "l2" if method == "pgd-l2" else ATTACKS[method].norm
+
+
+def default_eps(norm: str, image_shape: Sequence[int]) -> list[float]:
+    """The radii a robustness curve sweeps by default for images of ``image_shape`` (``C x H x W``)."""
+    if norm == "linf":
+        return list(DEFAULT_EPS["linf"])
+    scale = math.sqrt(math.prod(image_shape) / 784)
+    return [float(f"{e * scale:.2g}") for e in DEFAULT_EPS["l2"]]
+
+
 def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, method: str, eps: Sequence[float],
                      batch_size: int = 500, seed: int = 0, **attack_kw) -> tuple[dict, dict[float, AttackResult]]:
     """Attack ``x`` at every ``eps`` and report; returns ``(report, results by eps)``.
 
-    ``cw`` is a minimal-perturbation attack: it runs once, and an image counts as broken at ``eps`` when its
-    smallest successful perturbation has L2 <= eps. Iterative attacks are also compared with FGSM at the same
-    eps (an iterative attack weaker than one step is a sign of gradient masking or a bug).
+    ``cw`` is a minimal-perturbation attack: it runs once, unbounded, and the report opens with what it found
+    (``minimal``: how many images it fooled, the mean and median L2 of their perturbations); an image then counts
+    as broken at ``eps`` when its smallest successful perturbation has L2 <= eps. Iterative attacks are also
+    compared with FGSM at the same eps (an iterative attack weaker than one step is a sign of gradient masking or
+    a bug). ``notes`` lists what an attack did differently from its paper (e.g. a loss undefined for two classes).
     """
     eps = sorted(float(e) for e in eps)
     results: dict[float, AttackResult] = {}
-    rows = []
-    if method == "cw":
-        full = make_attack("cw", model, eps=None, batch_size=batch_size, seed=seed, **attack_kw)(x, y)
+    rows, notes, minimal = [], [], None
+    if method in MINIMAL:
+        attack = make_attack(method, model, eps=None, batch_size=batch_size, seed=seed, **attack_kw)
+        full = attack(x, y)
+        notes += attack.notes
         l2 = full.norms(x)["l2"]
+        minimal = summarize(full, x, None)
         for e in eps:
             within = full.success & (l2 <= e + 1e-6)
             r = AttackResult(torch.where(within[:, None, None, None], full.adv, x), within, full.clean_logits,
@@ -81,10 +110,14 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, meth
         for e in eps:
             attack = make_attack(method, model, eps=e, batch_size=batch_size, seed=seed, **attack_kw)
             results[e] = attack(x, y)
+            notes += [n for n in attack.notes if n not in notes]
             rows.append(summarize(results[e], x, e))
         norm = attack.norm
     report = {"method": method, "norm": norm, "n": len(y), "seed": seed, "attack_options": attack_kw,
               "clean_accuracy": rows[0]["clean_accuracy"] if rows else None, "per_eps": rows}
+    if minimal is not None:
+        report["minimal"] = minimal
+    report["notes"] = list(dict.fromkeys(notes))
     if method in ITERATIVE and norm == "linf":
         report["fgsm_robust_accuracy"] = [
             summarize(FGSM(model, eps=e, batch_size=batch_size)(x, y), x, e)["robust_accuracy"] for e in eps]

@@ -100,39 +100,29 @@ class ClassificationTask(L.LightningModule):
 
     def _adversarial_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Madry's PGD / Wong's FGSM with random start: cross-entropy on the worst case in the ball. TRADES:
-        cross-entropy on clean images plus beta * KL(clean || adversarial), the adversary maximizing that KL."""
-        from optik.robustness.attacks import PGD
+        cross-entropy on clean images plus beta * KL(clean || adversarial), the adversary maximizing that KL.
+
+        The adversary runs in eval mode (every module's own mode comes back after it, frozen BatchNorm included)
+        and draws its random start from the epoch's generator, wherever the batch lives. TRADES runs the clean and
+        the adversarial batch through the model in two forward passes, as the authors' code does, so that each
+        BatchNorm pass normalizes one kind of image.
+        """
+        from optik.robustness.attacks import PGD, TradesKL
 
         cfg, eps = self.cfg, self.current_eps()
         if cfg.adversarial == "trades":
-            x_adv = self._trades_adversary(x, eps)
-            logits = self.model(torch.cat([x, x_adv]))
-            clean, adv = logits[:len(x)], logits[len(x):]
+            adversary = TradesKL(self.model, eps=eps, steps=cfg.attack_steps, alpha=cfg.attack_step_size,
+                                 batch_size=len(x))
+            x_adv = adversary.generate(x, y, generator=self._aug_generator)
+            clean, adv = self.model(x), self.model(x_adv)
             kl = F.kl_div(F.log_softmax(adv, 1), F.softmax(clean, 1), reduction="batchmean")
             return F.cross_entropy(clean, y, label_smoothing=cfg.label_smoothing) + cfg.trades_beta * kl
         if cfg.adversarial == "fgsm-rs":
-            attack = PGD(self.model, eps=eps, steps=1, alpha=cfg.attack_step_size or 1.25 * eps)
+            attack = PGD(self.model, eps=eps, steps=1, alpha=cfg.attack_step_size or 1.25 * eps, batch_size=len(x))
         else:
-            attack = PGD(self.model, eps=eps, steps=cfg.attack_steps, alpha=cfg.attack_step_size)
-        attack.batch_size = len(x)
+            attack = PGD(self.model, eps=eps, steps=cfg.attack_steps, alpha=cfg.attack_step_size, batch_size=len(x))
         x_adv = attack.generate(x, y, generator=self._aug_generator)  # in eval mode; train mode comes back
         return F.cross_entropy(self.model(x_adv), y, label_smoothing=cfg.label_smoothing)
-
-    def _trades_adversary(self, x: torch.Tensor, eps: float) -> torch.Tensor:
-        from optik.robustness.attacks import attack_mode
-
-        steps = self.cfg.attack_steps
-        alpha = self.cfg.attack_step_size or 2.5 * eps / steps
-        with attack_mode(self.model), torch.enable_grad():
-            p_clean = F.softmax(self.model(x), 1).detach()
-            noise = torch.randn(x.shape, generator=self._aug_generator, device=x.device)
-            adv = (x + 0.001 * noise).clamp(0, 1)
-            for _ in range(steps):
-                adv.requires_grad_(True)
-                kl = F.kl_div(F.log_softmax(self.model(adv), 1), p_clean, reduction="sum")
-                g = torch.autograd.grad(kl, adv)[0]
-                adv = torch.min(torch.max(adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
-        return adv.detach()
 
     def _log_train_loss(self, loss: torch.Tensor) -> None:
         """Log the mean loss of the last ``log_every_n_steps`` steps, on the steps Lightning writes logs.
