@@ -22,7 +22,7 @@ from optik.core.seed import seed_everything
 from optik.data.dataset import ImageDataset
 from optik.data.folder import IMAGE_EXTENSIONS, SkippedImagesWarning, decode_image, stack_images
 from optik.data.registry import load_dataset, split_dataset
-from optik.evaluation.evaluate import predict_proba
+from optik.evaluation.evaluate import predict_logits, predict_proba
 from optik.evaluation.figures import confusion_figure, save_figure
 from optik.models.classifier import Classifier
 from optik.models.io import load_classifier, save_classifier
@@ -210,7 +210,7 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
     val = None
     if opts.needs_validation:  # the run's own validation split, whatever data is evaluated
         own_ds, own_splits = (ds, splits) if own else _load_splits(saved)
-        val = _split_probs(model, own_ds, own_splits, "val") if len(own_splits.get("val", [])) else None
+        val = _split_logits(model, own_ds, own_splits, "val") if len(own_splits.get("val", [])) else None
     default = own and split == "test" and opts == EvalOptions()
     out = run if default else run / "evaluations" / _evaluation_name(data or saved.data, split, opts)
     return _evaluate_split(model, ds, splits, split, out, opts, val=val)
@@ -224,9 +224,9 @@ def _evaluation_name(data: str, split: str, opts) -> str:
     return "-".join(parts + (["calibrated"] if opts.calibrate else []))
 
 
-def _split_probs(model: Classifier, ds: ImageDataset, splits: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _split_logits(model: Classifier, ds: ImageDataset, splits: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
     idx = splits[split]
-    return predict_proba(model, conform(ds.images[idx], model)), ds.labels[idx].numpy()
+    return predict_logits(model, conform(ds.images[idx], model)), ds.labels[idx].numpy()
 
 
 def _classification_run_config(run: Path) -> dict:
@@ -259,7 +259,7 @@ def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: st
 
     idx = splits[split]
     images = conform(ds.images[idx], model)
-    ev = full_evaluation(predict_proba(model, images), ds.labels[idx].numpy(), model.classes, opts or EvalOptions(),
+    ev = full_evaluation(predict_logits(model, images), ds.labels[idx].numpy(), model.classes, opts or EvalOptions(),
                          val=val)
     report = {"data": ds.name, "split": split, **ev.report}
     figures = out / "figures"

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.special
 import scipy.stats
 import torch
 from sklearn import metrics as skm
@@ -31,12 +32,20 @@ def softmax(z):
     return e / e.sum(1, keepdims=True)
 
 
-def overconfident(seed, n=2000, k=5, temperature=2.5):
-    """Labels drawn from softmax(z); the model reports softmax(z * temperature): overconfident by ``temperature``."""
+def overconfident(seed, n=2000, k=5, temperature=2.5, scale=1.5):
+    """Labels drawn from softmax(z); the model's logits are ``z * temperature``: overconfident by ``temperature``.
+    Returns the model's logits and the labels."""
     rng = np.random.default_rng(seed)
-    z = rng.normal(scale=1.5, size=(n, k))
+    z = rng.normal(scale=scale, size=(n, k))
     y = np.array([rng.choice(k, p=p) for p in softmax(z)])
-    return softmax(z * temperature), y
+    return z * temperature, y
+
+
+def reference_temperature(logits, y):
+    """An independent fit: SciPy's bounded scalar search on the NLL of softmax(logits / T), from SciPy's
+    log-softmax."""
+    nll = lambda t: -scipy.special.log_softmax(logits / t, axis=1)[np.arange(len(y)), y].mean()  # noqa: E731
+    return scipy.optimize.minimize_scalar(nll, bounds=(0.05, 20), method="bounded", options={"xatol": 1e-10}).x
 
 
 # ------------------------------------------------------------------------------------------------ curves
@@ -155,7 +164,8 @@ def test_bootstrap_reports_undefined_resamples_and_checks_options():
 # ------------------------------------------------------------------------------------------------ calibration
 @pytest.mark.parametrize("n_bins", [10, 15])
 def test_calibration_bins_match_torchmetrics_and_sklearn(n_bins):
-    probs, y = overconfident(0)
+    logits, y = overconfident(0)
+    probs = softmax(logits)
     c = calibration_bins(probs, y, n_bins=n_bins)
     p, t = torch.from_numpy(probs), torch.from_numpy(y)
     assert c["ece"] == pytest.approx(float(multiclass_calibration_error(p, t, 5, n_bins=n_bins)), abs=1e-6)  # float32 there
@@ -168,16 +178,33 @@ def test_calibration_bins_match_torchmetrics_and_sklearn(n_bins):
 
 
 def test_temperature_scaling_recovers_the_overconfidence_and_keeps_the_classes():
-    probs, y = overconfident(1, temperature=2.5)
-    t = fit_temperature(probs, y)
-    logp = np.log(probs)
-    ref = scipy.optimize.minimize_scalar(lambda s: skm.log_loss(y, softmax(logp / s), labels=range(5)),
-                                         bounds=(0.1, 10), method="bounded", options={"xatol": 1e-8})
-    assert t == pytest.approx(ref.x, rel=1e-4)
+    logits, y = overconfident(1, temperature=2.5)
+    probs = softmax(logits)
+    t = fit_temperature(logits, y)
+    assert t == pytest.approx(reference_temperature(logits, y), rel=1e-5)
     assert t == pytest.approx(2.5, rel=0.1)  # the generating temperature, up to sampling noise
-    scaled = apply_temperature(probs, t)
+    scaled = apply_temperature(logits, t)
     np.testing.assert_array_equal(scaled.argmax(1), probs.argmax(1))
+    np.testing.assert_allclose(scaled, softmax(logits / t), rtol=0, atol=1e-12)
     assert calibration_bins(scaled, y)["ece"] < 0.3 * calibration_bins(probs, y)["ece"]
+
+
+def test_temperature_is_fitted_on_logits_when_probabilities_underflow():
+    """5,000 images, 10 classes, a model overconfident by T = 8: about 2 % of the true-class probabilities are
+    below 1e-12. A fit on probabilities clipped at 1e-12 lands 7 % low (T = 7.32); on the logits it must equal
+    SciPy's fit, and scaling must calibrate."""
+    logits, y = overconfident(0, n=5000, k=10, temperature=8.0, scale=1.6)
+    probs = softmax(logits)
+    assert 0.01 < (probs[np.arange(len(y)), y] < 1e-12).mean() < 0.03
+    ref = reference_temperature(logits, y)
+    assert fit_temperature(logits, y) == pytest.approx(ref, rel=1e-5)
+    assert ref == pytest.approx(8.0, rel=0.05)
+    clipped = reference_temperature(np.log(np.clip(probs, 1e-12, None)), y)  # what a fit on probabilities finds
+    assert clipped < 0.95 * ref
+    ece_after = calibration_bins(apply_temperature(logits, fit_temperature(logits, y)), y)["ece"]
+    assert ece_after < 0.03 and ece_after < calibration_bins(probs, y)["ece"] / 10
+    with pytest.raises(ConfigError, match="finite logits"):
+        fit_temperature(np.array([[0.0, np.inf]]), [0])
 
 
 def test_confident_mistakes_are_the_most_confident_wrong_predictions():
@@ -199,19 +226,21 @@ def faces(tmp_path_factory):
 
 def test_evaluate_target_sensitivity_is_chosen_on_validation_and_reported_on_test(faces):
     report = json.loads(run_optik("evaluate", faces, "--target-sensitivity", "0.9", "--json").stdout)
-    from optik.api import _load_splits, _split_probs, make_config
+    from optik.api import _load_splits, _split_logits, make_config
     from optik.core.config import load_yaml
 
     model = optik.load(faces)
     ds, splits = _load_splits(make_config(load_yaml(faces / "config.yaml")["config"]))
     pos = model.classes.index(report["binary"]["positive"])
-    val_p, val_y = _split_probs(model, ds, splits, "val")
+    val_z, val_y = _split_logits(model, ds, splits, "val")
+    val_p = softmax(val_z)
     b = report["binary"]
     assert b["threshold_source"] == "val" and b["target"] == {"sensitivity": 0.9}
     assert b["threshold"] == pytest.approx(threshold_for(val_p[:, pos], val_y == pos, sensitivity=0.9))
     assert operating_point(val_p[:, pos], val_y == pos, b["threshold"])["sensitivity"] >= 0.9
 
-    test_p, test_y = _split_probs(model, ds, splits, "test")
+    test_z, test_y = _split_logits(model, ds, splits, "test")
+    test_p = softmax(test_z)
     point = operating_point(test_p[:, pos], test_y == pos, b["threshold"])
     assert (b["tp"], b["fp"], b["tn"], b["fn"]) == (point["tp"], point["fp"], point["tn"], point["fn"])
     assert b["roc_auc"] == pytest.approx(skm.roc_auc_score(test_y == pos, test_p[:, pos]), abs=1e-9)
@@ -222,17 +251,18 @@ def test_evaluate_target_sensitivity_is_chosen_on_validation_and_reported_on_tes
 
 def test_evaluate_calibrate_fits_the_temperature_on_validation(faces):
     report = optik.evaluate(faces, calibrate=True, n_boot=200)
-    from optik.api import _load_splits, _split_probs, make_config
+    from optik.api import _load_splits, _split_logits, make_config
     from optik.core.config import load_yaml
 
     model = optik.load(faces)
     ds, splits = _load_splits(make_config(load_yaml(faces / "config.yaml")["config"]))
     c = report["calibration"]
-    assert c["temperature"] == pytest.approx(fit_temperature(*_split_probs(model, ds, splits, "val")), rel=1e-6)
-    test_p, test_y = _split_probs(model, ds, splits, "test")
-    assert c["before"]["ece"] == pytest.approx(calibration_bins(test_p, test_y)["ece"], abs=1e-12)
+    val_z, val_y = _split_logits(model, ds, splits, "val")
+    assert c["temperature"] == pytest.approx(reference_temperature(val_z, val_y), rel=1e-4)
+    test_z, test_y = _split_logits(model, ds, splits, "test")
+    assert c["before"]["ece"] == pytest.approx(calibration_bins(softmax(test_z), test_y)["ece"], abs=1e-12)
     assert c["after"]["ece"] == pytest.approx(
-        calibration_bins(apply_temperature(test_p, c["temperature"]), test_y)["ece"], abs=1e-12)
+        calibration_bins(softmax(test_z / c["temperature"]), test_y)["ece"], abs=1e-9)
     assert report["intervals"]["n_boot"] == 200
 
 

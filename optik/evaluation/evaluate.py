@@ -11,7 +11,9 @@ from optik.core.errors import ConfigError
 from optik.data.batches import TensorBatches
 from optik.evaluation.binary import operating_point, precision_recall_curve, roc_curve, threshold_for
 from optik.evaluation.bootstrap import bootstrap_intervals
-from optik.evaluation.calibration import TEMPERATURE_RANGE, apply_temperature, calibration_bins, fit_temperature
+from optik.core.modes import eval_mode
+from optik.evaluation.calibration import (TEMPERATURE_RANGE, apply_temperature, calibration_bins, fit_temperature,
+                                          softmax)
 from optik.evaluation.metrics import classification_report, positive_index, predicted_labels
 from optik.models.classifier import Classifier
 
@@ -19,18 +21,20 @@ FEW_POSITIVES = 30  # below this, an interval on sensitivity spans tens of point
 
 
 @torch.inference_mode()
-def predict_proba(model: Classifier, images: torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities ``N x K`` (float64) of ``uint8`` or ``[0, 1]`` images ``N x C x H x W``."""
-    was_training = model.training
-    model.eval()
+def predict_logits(model: Classifier, images: torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
+    """Logits ``N x K`` (float64) of ``uint8`` or ``[0, 1]`` images ``N x C x H x W``, in eval mode (every
+    submodule gets its own mode back after)."""
     device = next(model.parameters()).device
     out = []
-    try:
+    with eval_mode(model):
         for x, _ in TensorBatches(images, torch.zeros(len(images), dtype=torch.long), batch_size=batch_size):
-            out.append(torch.softmax(model(x.to(device)).double(), dim=1).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes))
+            out.append(model(x.to(device)).double())
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, model.num_classes))
+
+
+def predict_proba(model: Classifier, images: torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities ``N x K`` (float64) of ``uint8`` or ``[0, 1]`` images ``N x C x H x W``."""
+    return softmax(predict_logits(model, images, batch_size=batch_size))
 
 
 def evaluate_model(model: Classifier, images: torch.Tensor, labels: torch.Tensor, *, positive: str | None = None,
@@ -81,25 +85,27 @@ class Evaluation:
     calibrated_bins: dict | None = None
 
 
-def full_evaluation(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], opts: EvalOptions, *,
+def full_evaluation(logits: np.ndarray, y_true: np.ndarray, classes: Sequence[str], opts: EvalOptions, *,
                     val: tuple[np.ndarray, np.ndarray] | None = None) -> Evaluation:
-    """Everything a report holds, from test probabilities ``N x K`` and, for calibration or a target rate, the
-    validation split's ``(probs, y_true)``."""
-    probs, y_true = np.asarray(probs, dtype=np.float64), np.asarray(y_true, dtype=np.int64)
+    """Everything a report holds, from the evaluated images' logits ``N x K`` and, for calibration or a target
+    rate, the validation split's ``(logits, y_true)``. Temperature scaling is fitted on the logits."""
+    logits, y_true = np.asarray(logits, dtype=np.float64), np.asarray(y_true, dtype=np.int64)
     if opts.calibrate and (val is None or len(val[1]) == 0):
         raise ConfigError("temperature scaling needs a validation split; this run has none (val_fraction 0)")
     flags: list[str] = []
-    uncalibrated = calibration_bins(probs, y_true, n_bins=opts.n_bins)
-    calibration = {"before": uncalibrated}
+    probs = softmax(logits)
+    calibration = {"before": calibration_bins(probs, y_true, n_bins=opts.n_bins)}
     if opts.calibrate:
         temperature = fit_temperature(*val)
         if temperature in TEMPERATURE_RANGE:
             flags.append(f"the fitted temperature {temperature} is at its bound: the validation split is perfectly "
                          "separated (or nearly), so it cannot tell how confident the model should be")
-        probs = apply_temperature(probs, temperature)
+        probs = apply_temperature(logits, temperature)
         val = (apply_temperature(val[0], temperature), val[1])
         calibration.update(temperature=temperature, fitted_on="val",
                            after=calibration_bins(probs, y_true, n_bins=opts.n_bins))
+    elif val is not None:
+        val = (softmax(val[0]), val[1])
     threshold, source = _threshold(probs, y_true, classes, opts, val, flags)
     report = classification_report(probs, y_true, classes, positive=opts.positive, threshold=threshold)
     report["calibration"] = calibration
