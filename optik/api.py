@@ -119,6 +119,11 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
                               f"only {sorted(RESUMABLE_OVERRIDES)} may differ. Start a new run instead")
     else:
         cfg = make_config(config, **overrides)
+        if cfg.adversarial_defaults and not worker:
+            from optik.core.config import STANDARD_DEFAULTS
+
+            log.info("adversarial training uses the measured recipe's defaults: %s (pass them to override)",
+                     ", ".join(f"{k} {v} (not {STANDARD_DEFAULTS[k]})" for k, v in cfg.adversarial_defaults.items()))
     seed_everything(cfg.seed)
     # Data and model first: a typo in either fails before any folder is made.
     ds, splits = _load_splits(cfg)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
@@ -18,6 +19,11 @@ OPTIMIZERS = ("sgd", "adamw")
 
 def _field(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+# Options left out (None) take these values; with adversarial training, the recipe measured in benchmarks/README.md
+STANDARD_DEFAULTS = {"label_smoothing": 0.1, "augment": "default"}
+ADVERSARIAL_DEFAULTS = {"label_smoothing": 0.0, "augment": "none"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +44,8 @@ class TrainConfig:
     weight_decay: float = _field(5e-4, "L2 penalty on weights (not on biases or BatchNorm)")
     schedule: str = _field("onecycle", "onecycle | cosine | constant")
     warmup_fraction: float = _field(0.25, "onecycle: share of steps spent warming up")
-    label_smoothing: float = _field(0.1, "cross-entropy label smoothing")
+    label_smoothing: float | None = _field(None, "cross-entropy label smoothing (default 0.1; 0 with adversarial "
+                                                 "training)")
     ema_half_life: float = _field(0, "weight average (EMA) of the model, its half-life in images; 0 = off. "
                                      "Validation, keep=best and the saved model use the average")
     ema_rampup: float | None = _field(0.05, "EMA half-life at most this x images seen (None: no ramp-up)")
@@ -51,10 +58,14 @@ class TrainConfig:
     trainable_stages: int | None = _field(None, "fine-tune only the last N backbone stages (and the head); "
                                                 "earlier stages stay frozen, BatchNorm included")
     backbone_lr_scale: float = _field(1.0, "backbone learning rate = lr * this (discriminative LRs)")
-    augment: str = _field("default", "augmentation preset: none | default | natural | keras-classic")
+    augment: str | None = _field(None, "augmentation preset: none | default | natural | keras-classic (default: "
+                                       "default; none with adversarial training)")
     rotation_range: float | None = _field(None, "augment: degrees, U(-r, r) (ImageDataGenerator meaning)")
-    width_shift_range: float | list | None = _field(None, "augment: fraction of width if < 1, else pixels")
-    height_shift_range: float | list | None = _field(None, "augment: fraction of height if < 1, else pixels")
+    width_shift_range: int | float | list | None = _field(None, "augment: a float: fraction of width if < 1, else "
+                                                                "pixels, U(-r, r); an integer N: whole pixels up to "
+                                                                "N-1 with a random sign; a list: one value, random "
+                                                                "sign (Keras)")
+    height_shift_range: int | float | list | None = _field(None, "augment: as width_shift_range, for the height")
     shear_range: float | None = _field(None, "augment: shear angle in degrees")
     zoom_range: float | list | None = _field(None, "augment: z -> [1-z, 1+z], or lo,hi")
     brightness_range: list | None = _field(None, "augment: lo,hi multiplier")
@@ -91,6 +102,14 @@ class TrainConfig:
     log_shards: bool = _field(False, "write the sample indices each rank saw (for checking DDP sharding)")
 
     def __post_init__(self) -> None:
+        # Defaults that depend on the kind of training. Adversarial training (Madry, Wong, TRADES) uses plain
+        # cross-entropy: label smoothing makes fixed-step attacks overstate robustness; and the recipe measured in
+        # benchmarks/README.md trains on the images as they are. `adversarial_defaults` says what was filled in.
+        filled = {k: v for k, v in (ADVERSARIAL_DEFAULTS if self.adversarial else STANDARD_DEFAULTS).items()
+                  if getattr(self, k) is None}
+        for key, value in filled.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "_filled", filled if self.adversarial else {})
         _check(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         _check(self.lr > 0, "lr", "a learning rate > 0", self.lr)
@@ -143,6 +162,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def adversarial_defaults(self) -> dict[str, Any]:
+        """The options adversarial training set because the user left them out (``{}`` otherwise)."""
+        return dict(self._filled)
+
     def augmentation(self):
         """The training augmentation: the preset with any knob given here on top (None: no augmentation)."""
         from optik.augment.presets import KNOBS, make_augment
@@ -184,6 +208,15 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             return [float(v) for v in items]
         except (TypeError, ValueError):
             raise ConfigError(f"config value {name} in {source}: expected numbers, got {value!r}") from None
+    if int in args and float in args:  # a number whose type means something (Keras' shift ranges): keep ints ints
+        try:
+            if isinstance(value, str):
+                value = float(value) if any(c in value.lower() for c in ".en") else int(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                return value
+        except ValueError:
+            pass
+        raise ConfigError(f"config value {name} in {source}: expected a number, got {value!r}")
     base = args[0] if args else hint
     if get_origin(base) is Literal:
         base = str
@@ -222,9 +255,11 @@ def resolve_config(cls: type, config: Any = None, **overrides: Any):
         base, source = load_yaml(config), str(config)
     else:
         base, source = {}, "arguments"
-    cfg = from_dict(cls, base, source=source)
-    return from_dict(cls, {**dataclasses.asdict(cfg), **{k: v for k, v in overrides.items() if v is not None}},
-                     source="arguments")
+    from_dict(cls, base, source=source)  # the file alone first, so that its errors name it
+    # the values as given, not as resolved: an option the file leaves out stays "not given" (None) for the overrides,
+    # so that defaults which depend on other options (adversarial training's) follow the final values
+    given = {str(k).replace("-", "_"): v for k, v in base.items()}
+    return from_dict(cls, {**given, **{k: v for k, v in overrides.items() if v is not None}}, source="arguments")
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
