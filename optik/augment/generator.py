@@ -1,31 +1,54 @@
 """Keras' ImageDataGenerator vocabulary as one batched op: sample parameters per image, then a pure function.
 
-The knobs keep their Keras meaning (see :class:`AugmentConfig`). Geometry is one affine matrix per image and
-one ``grid_sample`` pass over the whole batch, with all four Keras fill modes:
+The knobs keep their Keras meaning (see :class:`AugmentConfig`), and the draws are Keras' own
+(``ImageDataGenerator.get_random_transform``): an angle and a shear ~ U(-r, r); a float shift range ~ U(-r, r)
+(a fraction of the side if < 1, else pixels); an *integer* shift range N draws a whole number of pixels in
+0 .. N-1 and a random sign (so 2 gives -1, 0 or 1, with 0 half the time); a list draws one of its values and a
+random sign; x and y zoom drawn independently from [lo, hi]; flips with probability 1/2.
+
+Geometry is Keras' too: one matrix per image, ``R(angle) @ T(shift) @ Shear(shear) @ Zoom(zx, zy)`` mapping each
+output pixel to the input point it samples, about the image centre. So a shift is applied before zoom and shear
+act (a 3-pixel shift at zoom 0.8 moves the image 3.75 pixels), the shear keeps horizontal lines horizontal, tilts
+vertical lines (bottom to the right for a positive angle: column offset = sin(shear) * row offset) and stretches
+row spacing by 1 / cos(shear), and a zoom factor < 1 zooms in. The whole batch is sampled in one ``grid_sample``
+pass, with all four Keras fill modes:
 
 - ``nearest``: edge pixels repeat (``grid_sample`` ``border``);
 - ``reflect``: mirror about the image edge, ``d c b a | a b c d | d c b a`` (SciPy ``reflect``;
   ``grid_sample`` ``reflection`` with ``align_corners=False``);
 - ``wrap``: the image tiles with period ``n`` (SciPy ``grid-wrap``). ``grid_sample`` has no wrap: source
   coordinates are taken modulo ``n`` and the image is padded circularly by one pixel so that bilinear
-  neighbours across the seam exist. (Keras' ``wrap`` goes through SciPy's old ``wrap``, period ``n - 1``.)
+  neighbours across the seam exist.
 - ``constant``: ``cval`` outside. ``grid_sample`` pads with zeros only; bilinear sampling is linear, so
   sampling ``x - cval`` with zeros and adding ``cval`` back is sampling ``x`` with ``cval`` padding.
 
-``keras_compat=True`` reproduces Keras 3's ``ImageDataGenerator`` geometry exactly, bugs included: its shifts
-act on swapped axes (``height_shift_range``, scaled by the height, moves the image sideways) and its ``wrap``
-has period ``n - 1``. By default optik does what the knobs say.
+Where optik differs from Keras 3 by default (``keras_compat=True`` reproduces Keras exactly, these included):
 
-Work in progress for issue #3: presets, the preview grid and `optik train` integration are not built yet.
+1. Keras' shifts act on swapped axes: ``height_shift_range``, scaled by the height, moves the image sideways, and
+   ``width_shift_range`` moves it up and down. optik shifts along the axis the knob names.
+2. Keras rotates, shears and zooms a non-square image about a wrong centre (its row and column centres are
+   swapped). optik uses the image centre.
+3. Keras' ``wrap`` goes through SciPy's old ``wrap``, which repeats with period ``n - 1``; optik's with ``n``.
+4. Keras treats a list of shifts as fractions of the side when its largest value is < 1 (so ``[-4, -2]`` means
+   fractions); optik when every value lies in (-1, 1).
+5. Keras' ``constant`` goes through SciPy's old ``constant``: any point sampled beyond the outermost pixel
+   centres is ``cval``. optik's pads the image with ``cval`` and interpolates (SciPy ``grid-constant``), so the
+   border pixels blend into ``cval`` over one pixel instead of being cut.
+
+Parameters follow Keras' ``transform_parameters``: ``dy`` and ``dx`` are its ``tx`` and ``ty`` (the vertical and
+horizontal shift of the sampled point; the image moves the other way), ``zy`` / ``zx`` its ``zy`` / ``zx``.
+Draws come from an explicit torch generator, not NumPy's global one: the same distributions, other numbers.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from optik.core import seed as random
 from optik.core.errors import ConfigError
 
 FILL_MODES = ("nearest", "reflect", "wrap", "constant")
@@ -38,10 +61,11 @@ class AugmentConfig:
 
     Attributes:
         rotation_range: degrees; angle ~ U(-r, r), positive = counter-clockwise on screen.
-        width_shift_range, height_shift_range: a float < 1 is a fraction of the width / height, >= 1 pixels,
-            shift ~ U(-r, r); a sequence is a set of choices (fractions if all < 1, else pixels).
+        width_shift_range, height_shift_range: a float ``r`` < 1 is a fraction of the width / height, >= 1 pixels;
+            the shift ~ U(-r, r). An int ``N`` draws whole pixels ``k`` in ``0 .. N-1`` times a random sign.
+            A sequence draws one of its values times a random sign (fractions if every value is in (-1, 1)).
         shear_range: degrees; shear angle ~ U(-r, r): horizontal lines stay horizontal, vertical lines tilt
-            counter-clockwise by the angle (their top moves left).
+            (bottom to the right for a positive angle), row spacing stretches by 1 / cos(angle) (Keras).
         zoom_range: ``z`` -> [1 - z, 1 + z], or a pair ``(lo, hi)``; x and y zoom drawn independently.
             As in Keras, the factor scales the sampled field of view: < 1 zooms in, > 1 zooms out.
         brightness_range: ``(lo, hi)``; pixels are multiplied by U(lo, hi).
@@ -50,13 +74,13 @@ class AugmentConfig:
         horizontal_flip, vertical_flip: flip with probability 1/2.
         rescale: multiply every pixel by this at the end (e.g. 1/255 for 0..255 input); None = no change.
         fill_mode: nearest | reflect | wrap | constant; ``cval`` the constant.
-        p: probability that each geometric op (rotation, shift, shear, zoom) is applied to an image.
-        keras_compat: reproduce Keras' geometry bugs (swapped shift axes, period ``n - 1`` wrap).
+        p: probability that each geometric op (rotation, shift, shear, zoom) is applied to an image (optik's).
+        keras_compat: reproduce Keras' geometry bugs too (the five differences in the module docstring).
     """
 
     rotation_range: float = 0.0
-    width_shift_range: float | Sequence[float] = 0.0
-    height_shift_range: float | Sequence[float] = 0.0
+    width_shift_range: int | float | Sequence[float] = 0.0
+    height_shift_range: int | float | Sequence[float] = 0.0
     shear_range: float = 0.0
     zoom_range: float | Sequence[float] = 0.0
     brightness_range: Sequence[float] | None = None
@@ -77,6 +101,13 @@ class AugmentConfig:
                 raise ConfigError(f"{name}: expected a value >= 0 (a range -v..v), got {getattr(self, name)}")
         if not 0 <= self.p <= 1:
             raise ConfigError(f"p: expected a probability in [0, 1], got {self.p}")
+        for name in ("width_shift_range", "height_shift_range"):
+            spec = getattr(self, name)
+            values = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+            if not values or not numbers or (not isinstance(spec, (list, tuple)) and spec < 0):
+                raise ConfigError(f"{name}: expected a number >= 0 (a float: fraction or pixels; an integer: whole "
+                                  f"pixels) or a non-empty list of numbers, got {spec!r}")
         lo, hi = self.zoom_bounds
         if isinstance(self.zoom_range, (int, float)) and not 0 <= self.zoom_range < 1:
             raise ConfigError(f"zoom_range: expected a float z in [0, 1) (zoom between 1 - z and 1 + z) or a pair "
@@ -96,36 +127,48 @@ class AugmentConfig:
         return float(z[0]), float(z[1])
 
 
-def _shift_pixels(spec, n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    """Shifts in pixels for ``n`` images along an axis of ``size`` pixels, from a Keras shift range."""
-    if isinstance(spec, (int, float)):
+def _shift_pixels(spec, n: int, size: int, g: torch.Generator, *, keras_compat: bool = False) -> torch.Tensor:
+    """Shifts in pixels (float32) for ``n`` images along an axis of ``size`` pixels, drawn as Keras draws them from
+    a shift range (see :class:`AugmentConfig`); computed in float64, as NumPy does in Keras."""
+    if isinstance(spec, bool):
+        raise ConfigError(f"expected a shift range as a number or a list of numbers, got {spec!r}")
+    if isinstance(spec, int):  # Keras: np.random.choice(N) * np.random.choice([-1, 1])
+        magnitude = random.randint(spec, (n,), generator=g).double() if spec > 0 else torch.zeros(n, dtype=torch.float64)
+        return (magnitude * _random_sign(n, g)).float()
+    if isinstance(spec, float):
         r = spec * size if abs(spec) < 1 else spec
-        return (torch.rand(n, generator=g) * 2 - 1) * r
-    choices = torch.tensor([float(c) for c in spec])
-    if (choices.abs() < 1).all():
-        choices = choices * size
-    return choices[torch.randint(len(choices), (n,), generator=g)]
+        return (random.uniform((n,), generator=g) * 2 - 1) * r
+    choices = torch.tensor([float(c) for c in spec], dtype=torch.float64)
+    fractions = bool(choices.max() < 1) if keras_compat else bool((choices.abs() < 1).all())
+    picked = choices[random.randint(len(choices), (n,), generator=g)] * _random_sign(n, g)
+    return (picked * size if fractions else picked).float()
+
+
+def _random_sign(n: int, g: torch.Generator) -> torch.Tensor:
+    return random.randint(2, (n,), generator=g).double() * 2 - 1
 
 
 def sample_params(cfg: AugmentConfig, n: int, size: tuple[int, int], *, generator: torch.Generator) -> dict:
-    """Per-image parameters for ``n`` images of ``size = (H, W)``, drawn on the CPU (device-independent).
+    """Per-image parameters for ``n`` images of ``size = (H, W)``, drawn on the generator's device and returned on
+    the CPU (a CPU generator gives the same draws whatever device the images are on).
 
     Returns a dict of ``n``-long tensors: ``angle`` (deg), ``dy``/``dx`` (px), ``shear`` (deg), ``zy``/``zx``,
     ``flip_h``/``flip_v`` (bool), ``brightness``, ``channel_shift``. Pass it to :func:`apply` to replay.
     """
     g, (h, w) = generator, size
-    u = lambda: torch.rand(n, generator=g) * 2 - 1  # noqa: E731 - U(-1, 1)
+    rand = lambda: random.uniform((n,), generator=g, device="cpu")  # noqa: E731 - U(0, 1)
+    u = lambda: rand() * 2 - 1  # noqa: E731 - U(-1, 1)
     lo, hi = cfg.zoom_bounds
     params = {
         "angle": u() * cfg.rotation_range,
-        "dy": _shift_pixels(cfg.height_shift_range, n, h, g),
-        "dx": _shift_pixels(cfg.width_shift_range, n, w, g),
+        "dy": _shift_pixels(cfg.height_shift_range, n, h, g, keras_compat=cfg.keras_compat).cpu(),
+        "dx": _shift_pixels(cfg.width_shift_range, n, w, g, keras_compat=cfg.keras_compat).cpu(),
         "shear": u() * cfg.shear_range,
-        "zy": lo + torch.rand(n, generator=g) * (hi - lo),
-        "zx": lo + torch.rand(n, generator=g) * (hi - lo),
-        "flip_h": (torch.rand(n, generator=g) < 0.5) & cfg.horizontal_flip,
-        "flip_v": (torch.rand(n, generator=g) < 0.5) & cfg.vertical_flip,
-        "brightness": (torch.empty(n).uniform_(*cfg.brightness_range, generator=g)
+        "zy": lo + rand() * (hi - lo),
+        "zx": lo + rand() * (hi - lo),
+        "flip_h": (rand() < 0.5) & cfg.horizontal_flip,
+        "flip_v": (rand() < 0.5) & cfg.vertical_flip,
+        "brightness": (random.uniform((n,), *cfg.brightness_range, generator=g, device="cpu")
                        if cfg.brightness_range is not None else torch.ones(n)),
         "channel_shift": u() * cfg.channel_shift_range,
     }
@@ -133,40 +176,19 @@ def sample_params(cfg: AugmentConfig, n: int, size: tuple[int, int], *, generato
         identity = {"angle": 0.0, "dy": 0.0, "dx": 0.0, "shear": 0.0, "zy": 1.0, "zx": 1.0}
         for op, keys in {"rotation": ("angle",), "shift": ("dy", "dx"), "shear": ("shear",),
                          "zoom": ("zy", "zx")}.items():
-            skip = torch.rand(n, generator=g) >= cfg.p
+            skip = rand() >= cfg.p
             for k in keys:
                 params[k] = torch.where(skip, torch.full_like(params[k], identity[k]), params[k])
     return params
 
 
-def matrices(params: dict, size: tuple[int, int]) -> torch.Tensor:
+def matrices(params: dict, size: tuple[int, int], *, keras_compat: bool = False) -> torch.Tensor:
     """``N x 2 x 3``: for each output pixel ``(row, col)`` the input pixel it samples, in pixel units.
 
-    Forward map (input -> output) about the image centre: zoom, then shear, then rotation, then shift;
-    flips are applied to the output afterwards. Rows point down, so "counter-clockwise" is on screen.
-    """
-    h, w = size
-    a, s = torch.deg2rad(params["angle"].double()), torch.deg2rad(params["shear"].double())
-    n = len(a)
-    # forward linear map on (row, col): R(a) @ Shear(s) @ diag(1/zy, 1/zx) (Keras: zoom < 1 enlarges)
-    rot = torch.stack([torch.cos(a), -torch.sin(a), torch.sin(a), torch.cos(a)], 1).view(n, 2, 2)
-    # shear: (r, c) -> (r cos s, c + r sin s): horizontal lines stay, vertical lines tilt by s (top to the left)
-    shear = torch.stack([torch.cos(s), torch.zeros(n, dtype=s.dtype), torch.sin(s), torch.ones(n, dtype=s.dtype)],
-                        1).view(n, 2, 2)
-    zoom = torch.diag_embed(torch.stack([1 / params["zy"].double(), 1 / params["zx"].double()], 1))
-    inverse = torch.linalg.inv(rot @ shear @ zoom)  # output offset -> input offset
-    centre = torch.tensor([(h - 1) / 2, (w - 1) / 2], dtype=torch.float64)
-    shift = torch.stack([params["dy"].double(), params["dx"].double()], 1)
-    offset = centre - (inverse @ (centre + shift).unsqueeze(2)).squeeze(2)
-    return torch.cat([inverse, offset.unsqueeze(2)], dim=2)
-
-
-def keras_matrices(params: dict, size: tuple[int, int]) -> torch.Tensor:
-    """The matrices Keras 3's ``apply_affine_transform`` passes to SciPy, for the same parameters.
-
-    Keras builds ``R @ T @ Shear @ Zoom`` with ``T = [[1, 0, tx], [0, 1, ty]]``, centres it with ``(h, w)``, then
-    swaps the two axes (``P M P``). Here ``tx = params["dy"]`` (drawn from ``height_shift_range``) and
-    ``ty = params["dx"]``, so after the swap the "height" shift moves the image sideways, as in Keras.
+    Keras' ``apply_affine_transform``: in ``(x, y) = (column, row)`` coordinates, ``R @ T @ Shear @ Zoom`` about
+    the image centre, then the axes swapped into ``(row, col)`` order for SciPy. ``keras_compat`` keeps Keras'
+    two axis bugs: its vertical shift ``tx`` (``params["dy"]``) applied along x, and the row and column centres
+    swapped (the same thing for square images).
     """
     h, w = size
     a, s = torch.deg2rad(params["angle"].double()), torch.deg2rad(params["shear"].double())
@@ -176,15 +198,17 @@ def keras_matrices(params: dict, size: tuple[int, int]) -> torch.Tensor:
     def mat(*rows):
         return torch.stack([torch.stack(r, 1) for r in rows], 1)  # N x 3 x 3
 
+    dy, dx = params["dy"].double(), params["dx"].double()
+    tx, ty = (dy, dx) if keras_compat else (dx, dy)  # x is the column axis
     rot = mat((torch.cos(a), -torch.sin(a), zero), (torch.sin(a), torch.cos(a), zero), (zero, zero, one))
-    shift = mat((one, zero, params["dy"].double()), (zero, one, params["dx"].double()), (zero, zero, one))
+    shift = mat((one, zero, tx), (zero, one, ty), (zero, zero, one))
     shear = mat((one, -torch.sin(s), zero), (zero, torch.cos(s), zero), (zero, zero, one))
     zoom = mat((params["zx"].double(), zero, zero), (zero, params["zy"].double(), zero), (zero, zero, one))
-    ox, oy = h / 2 - 0.5, w / 2 - 0.5
-    offset = torch.tensor([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=torch.float64)
-    reset = torch.tensor([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=torch.float64)
+    cx, cy = (h / 2 - 0.5, w / 2 - 0.5) if keras_compat else ((w - 1) / 2, (h - 1) / 2)
+    offset = torch.tensor([[1, 0, cx], [0, 1, cy], [0, 0, 1]], dtype=torch.float64)
+    reset = torch.tensor([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], dtype=torch.float64)
     m = offset @ (rot @ shift @ shear @ zoom) @ reset
-    m = m[:, :, [1, 0, 2]][:, [1, 0, 2], :]  # Keras' swap of the two axes (channels-last images)
+    m = m[:, :, [1, 0, 2]][:, [1, 0, 2], :]  # (x, y) -> (row, col): P M P with P the swap
     return m[:, :2, :]
 
 
@@ -251,7 +275,7 @@ def apply(x: torch.Tensor, params: dict, cfg: AugmentConfig) -> torch.Tensor:
     geometric = any(bool(params[k].abs().max() > 0) for k in ("angle", "dy", "dx", "shear")) or \
         any(bool((params[k] - 1).abs().max() > 0) for k in ("zy", "zx"))
     if geometric:
-        m = keras_matrices(params, (h, w)) if cfg.keras_compat else matrices(params, (h, w))
+        m = matrices(params, (h, w), keras_compat=cfg.keras_compat)
         x = _sample(x, _with_flips(m, params, (h, w)), cfg.fill_mode, cfg.cval, legacy_scipy=cfg.keras_compat)
     else:  # flips alone stay exact
         if params["flip_h"].any():
@@ -277,4 +301,4 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Generator) 
     return apply(x, params, cfg), params
 
 
-__all__ = ["AugmentConfig", "FILL_MODES", "apply", "augment", "keras_matrices", "matrices", "sample_params"]
+__all__ = ["AugmentConfig", "FILL_MODES", "apply", "augment", "matrices", "sample_params"]
