@@ -74,7 +74,8 @@ def server(run, tmp_path_factory):
     """``python -m optik.serve RUN --port N`` (default host), stopped after the module."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("e2e-server") / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # one image at a time: one thread
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",  # one image at a time: one thread
+           "GRADIO_TEMP_DIR": str(log_path.parent / "gradio-cache")}  # uploads land in this test's folder
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "optik.serve", str(run), "--port", str(port),
                                  "--max-upload-mb", "0.05"], stdout=log, stderr=subprocess.STDOUT, env=env)

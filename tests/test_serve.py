@@ -3,8 +3,11 @@ the attack classes, augment, Grad-CAM) and every refused upload with a message a
 import dataclasses
 import functools
 import os
+import shutil
 import struct
+import tempfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +25,16 @@ from optik.serve.uploads import UploadError, decode_upload
 
 gr = pytest.importorskip("gradio")
 from optik.serve.app import Current, Playground, attack_text, build_app, knob_names, offline_theme  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _gradio_cache(tmp_path, monkeypatch):
+    """Each test's Gradio stores files in a folder of its own that exists (never the user's shared
+    ``<tmp>/gradio``, which a fresh machine does not have until some Gradio server made it)."""
+    folder = tmp_path / "gradio-cache"
+    folder.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -302,7 +315,11 @@ def test_serve_is_private_and_offline_by_default(run, monkeypatch):
         launched.update(app=self, **kw)
 
     monkeypatch.setattr(gr.Blocks, "launch", launch)
+    monkeypatch.delenv("GRADIO_TEMP_DIR")  # serve() makes a cache folder of its own, and removes it at exit
     serve([run], max_upload_mb=3)
+    cache = Path(os.environ["GRADIO_TEMP_DIR"])
+    assert cache.is_dir() and cache.name.startswith("optik-serve-") and cache != Path(tempfile.gettempdir()) / "gradio"
+    shutil.rmtree(cache)
     assert launched["server_name"] == "127.0.0.1" and launched["share"] is False
     assert launched["max_file_size"] == 3_000_000 and launched["show_error"] is False
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and launched["app"].analytics_enabled is False

@@ -8,8 +8,11 @@ and decodes nothing); every other check is :func:`optik.serve.uploads.decode_upl
 """
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -291,6 +294,24 @@ def _wire(page: Playground, *, model, about, state, examples, upload, image_outp
           trigger_mode="always_last", **queue)
 
 
+def private_cache() -> Path:
+    """Give this process's Gradio a cache folder of its own (uploads land there), unless ``GRADIO_TEMP_DIR`` names
+    one already; create it, and remove it when the process exits.
+
+    Gradio's default is one folder shared by every Gradio app of the user (``<tmp>/gradio``), which exists only
+    once some Gradio server has stored a file in it: ``gr.File`` writes into it without creating it. A folder of
+    its own keeps the playground's uploads apart from other apps and their clean-ups, and always exists.
+    """
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        folder = Path(os.environ["GRADIO_TEMP_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    folder = Path(tempfile.mkdtemp(prefix="optik-serve-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def serve(runs: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False,
           max_upload_mb: float = MAX_UPLOAD_MB, top_k: int = 5) -> None:
     """Serve the playground over ``runs`` until interrupted (Ctrl-C).
@@ -304,6 +325,7 @@ def serve(runs: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: i
         max_upload_mb: the largest upload accepted, in MB (10^6 bytes); Gradio stops receiving larger files.
         top_k: classes shown with their probabilities.
     """
+    private_cache()
     app = build_app(runs, max_upload_mb=max_upload_mb, top_k=top_k)
     options = {"server_name": host, "server_port": port, "inbrowser": open_browser, "share": False,
                "max_file_size": int(max_upload_mb * 1e6), "show_error": False, "ssr_mode": False, "pwa": False,
@@ -312,4 +334,4 @@ def serve(runs: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: i
     app.queue(default_concurrency_limit=1).launch(**{k: v for k, v in options.items() if k in accepted})
 
 
-__all__ = ["Playground", "attack_text", "build_app", "offline_theme", "serve"]
+__all__ = ["Playground", "attack_text", "build_app", "offline_theme", "private_cache", "serve"]
