@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all test-random bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ""
+
+test-random: $(STAMP)  # the fast suite in a random order: tests must share no state
+	$(BIN)/python -m pytest -q --random-order
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_overhead.py

@@ -2,7 +2,8 @@
 
     pip install --no-deps torchattacks
     python benchmarks/adversarial_training.py [--method trades] [--epochs 15] [--attack-steps 10] [--n 1000]
-        [--ema-half-life IMAGES] [--seed S] [--train-eps E] [--model SPEC]
+        [--ema-half-life IMAGES] [--seed S] [--train-eps E] [--model SPEC] [--attacks pgd40 apgd_ce strong]
+        [--no-standard] [--trades-batchnorm joint|separate]
 
 Trains `optik train --data mnist5k --adversarial METHOD --eps 0.3 ...` (wall time reported), and a standard
 model unless --standard RUN is given. Then, on the fixed 1,000-image test split, for both models: clean accuracy,
@@ -26,7 +27,10 @@ from optik.api import _load_splits, conform, make_config
 from optik.robustness import APGD, PGD, Strong
 
 
-def evaluate(model, x, y, *, eps: float, with_reference: bool) -> dict:
+ATTACKS = ("pgd40", "apgd_ce", "strong")
+
+
+def evaluate(model, x, y, *, eps: float, with_reference: bool, attacks=ATTACKS) -> dict:
     def robust(attack):
         start = time.perf_counter()
         r = attack(x, y)
@@ -37,6 +41,8 @@ def evaluate(model, x, y, *, eps: float, with_reference: bool) -> dict:
     out = {"clean": round(clean, 4)}
     for name, attack in (("pgd40", PGD(model, eps=eps, steps=40, alpha=0.01)),
                          ("apgd_ce", APGD(model, eps=eps, steps=100)), ("strong", Strong(model, eps=eps))):
+        if name not in attacks:
+            continue
         out[name], out[name + "_s"] = robust(attack)
         print(json.dumps({name: out[name], "seconds": out[name + "_s"]}), flush=True)
     if with_reference:
@@ -65,12 +71,18 @@ def main() -> None:
     p.add_argument("--standard", help="a standard mnist5k run folder (default: train one)")
     p.add_argument("--out", help="keep the adversarially trained run here")
     p.add_argument("--evaluate", metavar="RUN", help="skip training: evaluate this adversarially trained run")
+    p.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS,
+                   help="the evaluations to run (strong takes longest: APGD-T on every survivor)")
+    p.add_argument("--no-standard", action="store_true", help="skip the standard model (training and evaluation)")
+    p.add_argument("--trades-batchnorm", default="joint", choices=("joint", "separate"),
+                   help="TRADES: clean and adversarial images in one forward pass, or two (the authors')")
     args = p.parse_args()
     torch.set_num_threads(2)
     config = dict(data="mnist5k", model=args.model, adversarial=args.method, eps=args.train_eps or args.eps,
                   attack_steps=args.attack_steps,
                   eps_ramp=args.eps_ramp, epochs=args.epochs, augment="none", label_smoothing=0.0,
-                  ema_half_life=args.ema_half_life, seed=args.seed)
+                  ema_half_life=args.ema_half_life, seed=args.seed,
+                  **({"trades_batchnorm": args.trades_batchnorm} if args.method == "trades" else {}))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         if args.evaluate:
@@ -81,20 +93,22 @@ def main() -> None:
                                        **config).model
             train_s = time.perf_counter() - start
             print(json.dumps({"adversarial_training_s": round(train_s, 1)}), flush=True)
-        standard = optik.load(args.standard) if args.standard else \
+        standard = None if args.no_standard else optik.load(args.standard) if args.standard else \
             optik.train(data="mnist5k", out=f"{tmp}/std", progress=False).model
     ds, splits = _load_splits(make_config(data="mnist5k"))
     idx = splits["test"]
     if args.n < len(idx):  # a random subset: the split is sorted by class
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:args.n]]
-    x = conform(ds.images[idx], standard).float().div(255)
+    x = conform(ds.images[idx], robust_model).float().div(255)
     y = ds.labels[idx]
     report = {"benchmark": "adversarial_training", "config": config,
               "train_minutes": round(train_s / 60, 2) if train_s else None,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": str(torch.__version__),
               "n": len(y)}
-    report["adversarial"] = evaluate(robust_model.eval(), x, y, eps=args.eps, with_reference=True)
-    report["standard"] = evaluate(standard.eval(), x, y, eps=args.eps, with_reference=False)
+    report["adversarial"] = evaluate(robust_model.eval(), x, y, eps=args.eps, with_reference="apgd_ce" in args.attacks,
+                                     attacks=args.attacks)
+    if standard is not None:
+        report["standard"] = evaluate(standard.eval(), x, y, eps=args.eps, with_reference=False, attacks=args.attacks)
     print(json.dumps(report, indent=2))
 
 

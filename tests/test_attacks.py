@@ -389,9 +389,10 @@ def test_strong_and_apgd_t_are_as_strong_as_torchattacks_on_a_hardened_model(mni
     assert ours_t <= ref_t + 0.005 + 1e-6, (ours_t, ref_t)
 
 
-def test_trades_runs_clean_and_adversarial_images_in_separate_passes(monkeypatch, tmp_path):
-    """The TRADES reference computes its two terms in separate forward passes; one pass over the concatenated
-    batch would normalize clean and adversarial images with shared BatchNorm statistics."""
+@pytest.mark.parametrize("batchnorm", ["joint", "separate"])
+def test_trades_forward_passes(monkeypatch, tmp_path, batchnorm):
+    """TRADES' loss takes clean and adversarial logits from one train-mode pass over both batches (joint, the
+    default: measured better) or from two passes of one batch each (separate, as the authors' code)."""
     from optik.models.classifier import Classifier
 
     seen = []
@@ -403,11 +404,13 @@ def test_trades_runs_clean_and_adversarial_images_in_separate_passes(monkeypatch
 
     monkeypatch.setattr(Classifier, "forward", recording)
     optik.train(data="digits", epochs=1, batch_size=50, adversarial="trades", eps=0.1, attack_steps=2,
-                out=tmp_path / "trades", progress=False)
+                trades_batchnorm=batchnorm, out=tmp_path / "trades", progress=False)
     in_train = [n for training, n in seen if training]
-    assert in_train and max(in_train) <= 50, "no train-mode pass sees more than one batch"
-    steps = -(-int(0.9 * 0.8 * 1797) // 50)
-    assert len(in_train) >= 2 * (steps - 1), "a clean and an adversarial pass per step"
+    steps = int(0.9 * 0.8 * 1797) // 50  # full batches (the last, smaller one aside)
+    if batchnorm == "joint":
+        assert in_train.count(100) >= steps and max(in_train) == 100
+    else:
+        assert max(in_train) <= 50 and in_train.count(50) >= 2 * steps
 
 
 def test_adversarial_training_defaults_to_the_measured_recipe(tmp_path):

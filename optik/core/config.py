@@ -83,6 +83,9 @@ class TrainConfig:
                                                   "eps / steps, fgsm-rs 1.25 * eps)")
     eps_ramp: int = _field(0, "adversarial training: epochs over which eps grows linearly from 0")
     trades_beta: float = _field(6.0, "TRADES: weight of the robustness (KL) term")
+    trades_batchnorm: str = _field("joint", "TRADES: joint (clean and adversarial images in one forward pass, one set "
+                                            "of BatchNorm statistics: measured better, benchmarks/README.md) | "
+                                            "separate (two passes, as the authors' code)")
     image_size: int | None = _field(None, "folder datasets: resize images to this square size")
     classes: str | None = _field(None, "keep only these classes, comma separated (e.g. 5,6,7,8,9), in this order")
     train_per_class: int | None = _field(None, "keep only N training images per class (few-shot; seeded by "
@@ -149,6 +152,8 @@ class TrainConfig:
         _check(self.adversarial is not None or self.eps is None, "eps",
                "no eps without adversarial training (add adversarial: pgd, fgsm-rs or trades)", self.eps)
         _check(self.attack_steps >= 1, "attack_steps", "an integer >= 1", self.attack_steps)
+        _check(self.trades_batchnorm in ("joint", "separate"), "trades_batchnorm", "joint or separate",
+               self.trades_batchnorm)
         _check(0 <= self.eps_ramp < self.epochs, "eps_ramp", f"epochs in [0, epochs={self.epochs})", self.eps_ramp)
         _check(self.trainable_stages is None or self.trainable_stages >= 0, "trainable_stages",
                "None or an integer >= 0", self.trainable_stages)
