@@ -1,11 +1,8 @@
 """The functions a notebook user calls; the CLI is a thin layer over these."""
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
-import platform
-import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +12,10 @@ import numpy as np
 import torch
 
 from optik.core.config import TrainConfig, load_yaml, resolve_config
-from optik.core.errors import ConfigError, DataError, RunError
+from optik.core.errors import ConfigError, DataError, OptikWarning, RunError
 from optik.core.images import resize_uint8
-from optik.core.io import new_run_dir, read_json, require_run_dir, write_json, write_yaml
+from optik.core.io import (RunLock, input_paths, new_run_dir, provenance, read_json, require_run_dir,
+                           resume_checkpoint, write_json, write_yaml)
 from optik.core.seed import seed_everything
 from optik.data.dataset import ImageDataset
 from optik.data.folder import IMAGE_EXTENSIONS, SkippedImagesWarning, decode_image, stack_images
@@ -51,25 +49,6 @@ def _is_worker_process() -> bool:
     return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
 
 
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _provenance() -> dict:
-    import lightning
-
-    from optik import __version__
-
-    return {"optik": __version__, "torch": str(torch.__version__), "lightning": str(lightning.__version__),
-            "python": platform.python_version(), "git_sha": _git_sha(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-
-
 # ------------------------------------------------------------------------------------------------ data
 def _load_splits(cfg: TrainConfig) -> tuple[ImageDataset, dict[str, torch.Tensor]]:
     from optik.data.splits import limit_per_class, select_classes
@@ -91,26 +70,32 @@ def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
 
 # ------------------------------------------------------------------------------------------------ train
 def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: str | os.PathLike | None = None,
-          overwrite: bool = False, resume: str | os.PathLike | None = None, progress: bool = True,
-          **overrides: Any) -> TrainResult:
+          overwrite: bool = False, resume: str | os.PathLike | None = None, resume_from: str = "last",
+          progress: bool = True, **overrides: Any) -> TrainResult:
     """Train a classifier and write its run folder; see :class:`optik.core.config.TrainConfig` for options.
 
     Args:
         config: a YAML path, dict or TrainConfig; keyword ``overrides`` (e.g. ``epochs=5``) go on top.
         out: the run folder; default a new ``runs/train-<data>-<time>``.
-        overwrite: replace an existing, non-empty ``out``.
+        overwrite: replace an existing, non-empty ``out`` (only a run folder optik made, which no process is
+            training into and which does not contain the data).
         resume: a run folder whose training was interrupted: continue from its last checkpoint with its
             saved config (only hardware options may be overridden).
+        resume_from: ``last`` (the last completed epoch) or ``best`` (the best validation epoch's checkpoint).
         progress: show the Rich progress bar.
+
+    The run folder is locked while training (``.optik.lock``): a second training into it fails at once.
 
     Returns:
         TrainResult with the run folder, the trained model (last epoch, or best validation epoch with
         ``keep="best"``) and its test-split metrics.
     """
     worker = _is_worker_process()
+    checkpoint = None
     if resume is not None:
         run = require_run_dir(resume, "config.yaml")
         saved = _classification_run_config(run)
+        checkpoint = resume_checkpoint(run, resume_from)
         before = make_config(saved["config"]).to_dict()
         cfg = make_config(saved["config"], **overrides)  # flags arrive as strings: compare converted values
         changed = {k for k, v in cfg.to_dict().items() if before[k] != v}
@@ -127,6 +112,9 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     seed_everything(cfg.seed)
     # Data and model first: a typo in either fails before any folder is made.
     ds, splits = _load_splits(cfg)
+    if ds.meta.get("outside_manifest_folder") and not worker:
+        log.info("%d of the manifest's images lie outside its folder (recorded in config.yaml and the report)",
+                 ds.meta["outside_manifest_folder"])
     mean, std = _channel_stats(ds.images[splits["train"]])
     model = create_classifier(cfg.model, classes=ds.classes, in_channels=ds.channels, input_size=ds.image_size,
                               mean=mean, std=std, net_input_size=cfg.input_size,
@@ -137,6 +125,7 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
         loaded = load_backbone_weights(model, cfg.weights)
         log.info("weights from %s: %d tensors loaded, head re-initialized: %s", cfg.weights,
                  len(loaded["loaded"]), ", ".join(loaded["dropped"]) or "no")
+    lock = None
     if resume is None:
         if worker:
             if not (out or os.environ.get(RUN_DIR_ENV)):
@@ -144,17 +133,30 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
             run = Path(os.environ.get(RUN_DIR_ENV) or out)
         else:
             prefix = f"train-{cfg.data if cfg.data.replace('-', '').isalnum() else Path(cfg.data).stem}"
-            run = new_run_dir(out, prefix=prefix, overwrite=overwrite)
-            write_yaml(run / "config.yaml", {"command": "train", **_provenance(), "config": cfg.to_dict(),
+            run = new_run_dir(out, prefix=prefix, overwrite=overwrite, protect=input_paths(cfg))
+            lock = RunLock(run).acquire()
+            write_yaml(run / "config.yaml", {"command": "train", **provenance(), "config": cfg.to_dict(),
                                              "data": _data_summary(ds, splits)})
+    elif not worker:
+        lock = RunLock(run).acquire()
+    try:
+        return _fit_and_report(model, cfg, ds, splits, run, checkpoint=checkpoint, worker=worker,
+                               progress=progress and not worker)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit_and_report(model: Classifier, cfg: TrainConfig, ds: ImageDataset, splits: dict, run: Path, *,
+                    checkpoint: Path | None, worker: bool, progress: bool) -> TrainResult:
     from optik.training.datamodule import TensorDataModule  # Lightning loads in seconds: only when training
     from optik.training.trainer import fit
 
     os.environ[RUN_DIR_ENV] = str(run)
     if not worker:
-        log.info("%s: %s; run folder %s", "resuming" if resume else "training", ds.describe(), run)
+        log.info("%s: %s; run folder %s", "resuming" if checkpoint else "training", ds.describe(), run)
     datamodule = TensorDataModule(ds, splits, batch_size=cfg.batch_size, seed=cfg.seed)
-    model, trainer = fit(model, datamodule, cfg, run, resume=resume is not None, progress=progress and not worker)
+    model, trainer = fit(model, datamodule, cfg, run, checkpoint=checkpoint, progress=progress)
     if not trainer.is_global_zero:
         return TrainResult(run, None, None)
     model = model.to(memory_format=torch.contiguous_format).cpu().eval()
@@ -165,7 +167,7 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
 
 def _data_summary(ds: ImageDataset, splits: dict[str, torch.Tensor]) -> dict:
     return {"name": ds.name, "n": len(ds), "classes": ds.classes, "channels": ds.channels,
-            "image_size": list(ds.image_size), "splits": {k: len(v) for k, v in splits.items()}}
+            "image_size": list(ds.image_size), "splits": {k: len(v) for k, v in splits.items()}, **ds.meta}
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -268,8 +270,11 @@ def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: st
                          val=val)
     report = {"data": ds.name, "split": split, **ev.report}
     figures = out / "figures"
-    save_figure(confusion_figure(np.array(report["confusion_matrix"]), model.classes, title=f"{split}"),
-                figures / "confusion_matrix.png")
+    if report["confusion_matrix"] is not None:
+        save_figure(confusion_figure(np.array(report["confusion_matrix"]), model.classes, title=f"{split}"),
+                    figures / "confusion_matrix.png")
+    else:
+        (figures / "confusion_matrix.png").unlink(missing_ok=True)
     save_figure(reliability_figure(report["calibration"]["before"], title=f"{split}", after=ev.calibrated_bins),
                 figures / "reliability.png")
     fig = mistakes_figure(images, ev.probs, ev.y_true, model.classes)
@@ -393,8 +398,14 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence
     idx = random_subset(splits[split], n or None, seed=seed)
     x = conform(ds.images[idx], model).to(device).float().div_(255)
     y = ds.labels[idx].to(device)
+    norm = attack_norm(method, attack_options)
     if eps is None:
-        eps = default_eps(attack_norm(method, attack_options), x.shape[1:])
+        eps = default_eps(norm, x.shape[1:])
+    largest = 1.0 if norm == "linf" else float(np.sqrt(x[0].numel()))  # the distance across the pixel cube
+    if max(eps) > largest:
+        warnings.warn(f"eps {max(eps):g} ({norm}) is larger than the whole range of pixel values ({largest:g}): an "
+                      f"attack may move every image anywhere. eps is in pixels in [0, 1] (8/255 = 0.031 for "
+                      f"CIFAR's usual Linf radius)", OptikWarning, stacklevel=2)
     report, results = robustness_curve(model, x, y, method=method, eps=eps, batch_size=batch_size, seed=seed,
                                        **attack_options)
     report = {"run": str(run), "data": ds.name, "split": split, **report}

@@ -95,7 +95,7 @@ def cmd_train(args) -> None:
     import optik
 
     result = optik.train(args.config, out=args.out, overwrite=args.overwrite, resume=args.resume,
-                         progress=not args.no_progress, **_overrides(args))
+                         resume_from=args.resume_from, progress=not args.no_progress, **_overrides(args))
     if result.model is None:
         return  # a data-parallel worker: rank 0 reports
     con = _console()
@@ -380,10 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("train", help="train a classifier into a run folder")
-    s.add_argument("--config", help="YAML file of TrainConfig keys; flags override it")
+    s.add_argument("--config", help="YAML file of TrainConfig keys, or a run's config.yaml; flags override it")
     s.add_argument("--out", help="run folder (default: a new folder under runs/)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (only a run folder optik made, not in use, not holding --data)")
     s.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    s.add_argument("--resume-from", choices=("last", "best"), default="last",
+                   help="with --resume: the last completed epoch (default) or the best validation epoch")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(s)
     s.set_defaults(func=cmd_train)

@@ -17,7 +17,8 @@ import torch
 from optik.core import seed as random
 from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, load_yaml, resolve_config
 from optik.core.errors import ConfigError, RunError
-from optik.core.io import atomic_write, new_run_dir, require_run_dir, write_json, write_yaml
+from optik.core.io import (RunLock, atomic_write, input_paths, new_run_dir, provenance, require_run_dir,
+                           resume_checkpoint, write_json, write_yaml)
 from optik.core.seed import generator, seed_everything
 from optik.data.registry import load_dataset, split_dataset
 from optik.data.splits import random_subset
@@ -122,14 +123,14 @@ def train_vae(config=None, *, out=None, overwrite: bool = False, resume=None, pr
 
 
 def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, **overrides: Any) -> GenerativeResult:
-    from optik.api import _provenance
-
+    checkpoint = None
     if resume is not None:
         run = require_run_dir(resume, "config.yaml")
         saved = load_yaml(run / "config.yaml")
         if saved.get("command") != f"{kind} train":
             raise ConfigError(f"cannot resume {str(run)!r} with `optik {kind} train`: it was made by "
                               f"`optik {saved.get('command')}`")
+        checkpoint = resume_checkpoint(run, "last")
         cfg = make_generative_config(kind, saved["config"])
         if overrides:
             raise ConfigError(f"cannot change {sorted(overrides)} when resuming {str(run)!r}; start a new run")
@@ -141,17 +142,25 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
                              if cfg.quality_every or cfg.features else (None, None))
     if resume is None:
         prefix = f"{kind}-{cfg.data if cfg.data.replace('-', '').isalnum() else Path(cfg.data).stem}"
-        run = new_run_dir(out, prefix=prefix, overwrite=overwrite)
-        write_yaml(run / "config.yaml", {"command": f"{kind} train", **_provenance(), "config": cfg.to_dict(),
-                                         "data": {"name": ds.name, "classes": ds.classes, "channels": ds.channels,
-                                                  "image_size": list(ds.image_size),
-                                                  "splits": {k: len(v) for k, v in splits.items()}}})
+        run = new_run_dir(out, prefix=prefix, overwrite=overwrite, protect=input_paths(cfg))
+    with RunLock(run):  # no second training into this folder meanwhile
+        if resume is None:
+            write_yaml(run / "config.yaml", {"command": f"{kind} train", **provenance(), "config": cfg.to_dict(),
+                                             "data": {"name": ds.name, "classes": ds.classes,
+                                                      "channels": ds.channels, "image_size": list(ds.image_size),
+                                                      "splits": {k: len(v) for k, v in splits.items()}}})
+        return _fit_generative_run(kind, cfg, ds, splits, run, checkpoint=checkpoint, extractor=extractor,
+                                   classifier=classifier, progress=progress)
+
+
+def _fit_generative_run(kind: str, cfg, ds, splits, run: Path, *, checkpoint: Path | None, extractor, classifier,
+                        progress: bool) -> GenerativeResult:
     from optik.training.callbacks import SampleMonitor
     from optik.training.datamodule import TensorDataModule
     from optik.training.generative import GANTask, VAETask
     from optik.training.trainer import fit_generative
 
-    log.info("%s %s: %s; run folder %s", "resuming" if resume else "training", kind.upper(), ds.describe(), run)
+    log.info("%s %s: %s; run folder %s", "resuming" if checkpoint else "training", kind.upper(), ds.describe(), run)
     task = (GANTask if kind == "gan" else VAETask)(cfg, channels=ds.channels, image_size=ds.image_size,
                                                    classes=ds.classes)
     reference = (FeatureStats.from_features(extract_features(extractor, ds.images[splits["train"]]))
@@ -160,8 +169,7 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
     datamodule = TensorDataModule(ds, splits if kind == "vae" else {**splits, "val": splits["train"][:0]},
                                   batch_size=cfg.batch_size, seed=cfg.seed)
     start, batches_before = time.perf_counter(), int(task.batches_done)
-    trainer = fit_generative(task, datamodule, cfg, run, resume=resume is not None, progress=progress,
-                             monitor=monitor)
+    trainer = fit_generative(task, datamodule, cfg, run, checkpoint=checkpoint, progress=progress, monitor=monitor)
     seconds = time.perf_counter() - start
     model = task.generative_model().cpu()
     if kind == "vae" and cfg.latent_mixture:

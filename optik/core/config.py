@@ -10,9 +10,10 @@ from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
 import yaml
 
-from optik.core.errors import ConfigError
+from optik.core.errors import ConfigError, short
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "64")
+MAX_CONFIG_BYTES = 1_000_000
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -113,6 +114,7 @@ class TrainConfig:
         for key, value in filled.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "_filled", filled if self.adversarial else {})
+        check_numbers(self)
         _check(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
         _check(self.lr > 0, "lr", "a learning rate > 0", self.lr)
@@ -179,9 +181,33 @@ class TrainConfig:
         return make_augment(self.augment, **{k: getattr(self, k) for k in KNOBS})
 
 
+# Upper bounds past which a value is a typo, not a choice: refused up front with the bound, instead of training
+# for hours and dying in an overflow ("--lr 1e300") or an allocator ("--batch-size 1e12").
+LIMITS = {"lr": 10.0, "d_lr": 10.0, "epochs": 100_000, "batch_size": 1 << 20, "attack_steps": 100_000,
+          "weight_decay": 1.0, "image_size": 8192, "input_size": 8192, "trades_beta": 1e4, "devices": 4096,
+          "num_nodes": 65_536, "max_minutes": 525_600, "latent_dim": 65_536, "width": 65_536, "hidden": 1 << 20}
+
+
+_TYPE_NAMES = {float: "a finite number", int: "an integer", bool: "true or false", str: "a string"}
+
+
+def check_numbers(cfg) -> None:
+    """Every number of a config is finite (NaN and infinity are never a setting) and within :data:`LIMITS`."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"config value {f.name}: expected a finite number, got {v}")
+        if f.name in LIMITS and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and value > LIMITS[f.name]:
+            raise ConfigError(f"config value {f.name}: expected at most {LIMITS[f.name]:,}, got {short(value)}; "
+                              f"larger values are refused as a likely typo")
+
+
 def _check(ok: bool, key: str, expected: str, got: object) -> None:
     if not ok:
-        raise ConfigError(f"config value {key}: expected {expected}, got {got!r}")
+        raise ConfigError(f"config value {key}: expected {expected}, got {short(got)}")
 
 
 def from_dict(cls: type, values: Mapping[str, Any], *, source: str = "config"):
@@ -194,7 +220,7 @@ def from_dict(cls: type, values: Mapping[str, Any], *, source: str = "config"):
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown key {key!r} in {source}.{hint} Valid keys: {', '.join(fields)}")
+            raise ConfigError(f"unknown key {short(key, 60)} in {source}.{hint} Valid keys: {', '.join(fields)}")
         kwargs[name] = _coerce(name, value, hints[name], source)
     return cls(**kwargs)
 
@@ -212,7 +238,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         try:
             return [float(v) for v in items]
         except (TypeError, ValueError):
-            raise ConfigError(f"config value {name} in {source}: expected numbers, got {value!r}") from None
+            raise ConfigError(f"config value {name} in {source}: expected numbers, got {short(value)}") from None
     if int in args and float in args:  # a number whose type means something (Keras' shift ranges): keep ints ints
         try:
             if isinstance(value, str):
@@ -221,7 +247,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
                 return value
         except ValueError:
             pass
-        raise ConfigError(f"config value {name} in {source}: expected a number, got {value!r}")
+        raise ConfigError(f"config value {name} in {source}: expected a number, got {short(value)}")
     base = args[0] if args else hint
     if get_origin(base) is Literal:
         base = str
@@ -239,12 +265,16 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if base is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         if base is str:
             return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"config value {name} in {source}: expected {getattr(base, '__name__', base)}, got {value!r}"
+            f"config value {name} in {source}: expected {_TYPE_NAMES.get(base, getattr(base, '__name__', base))}, "
+            f"got {short(value)}"
         ) from None
     return value
 
@@ -258,6 +288,8 @@ def resolve_config(cls: type, config: Any = None, **overrides: Any):
         base, source = dict(config), "config"
     elif config is not None:
         base, source = load_yaml(config), str(config)
+        if "command" in base and isinstance(base.get("config"), dict):  # a run folder's config.yaml: its config
+            base = base["config"]
     else:
         base, source = {}, "arguments"
     from_dict(cls, base, source=source)  # the file alone first, so that its errors name it
@@ -270,11 +302,17 @@ def resolve_config(cls: type, config: Any = None, **overrides: Any):
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"expected a YAML config file, got {str(path)!r}, which does not exist")
+        from optik.core.io import path_kind
+
+        raise ConfigError(f"expected a YAML config file, got {str(path)!r}, which {path_kind(path)}")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:  # checked before parsing: a 50 MB list parses for minutes
+        raise ConfigError(f"config file {str(path)!r} is {size:,} bytes; optik reads configs up to "
+                          f"{MAX_CONFIG_BYTES:,} bytes (a config is a few dozen keys)")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {short(str(e), 300)}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"expected a mapping of keys to values in {str(path)!r}, got {type(values).__name__}")
     return values
@@ -319,6 +357,7 @@ class GenerativeConfig:
     strict: bool = _field(False, "a corrupt image stops loading instead of being skipped with a warning")
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         _check(self.epochs is None or self.epochs >= 1, "epochs", "None or an integer >= 1", self.epochs)
         _check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "None or minutes > 0",
                self.max_minutes)

@@ -74,10 +74,11 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
 
 
-def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: Path, *, resume: bool,
+def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: Path, *, checkpoint: Path | None,
         progress: bool) -> tuple[Classifier, L.Trainer]:
-    """Train ``model`` in place; return it holding the last weights, or the best validation epoch's
-    (``cfg.keep == "best"``; ties go to the earlier epoch); with ``cfg.ema_half_life``, those of the average."""
+    """Train ``model`` in place, from ``checkpoint`` when resuming; return it holding the last weights, or the best
+    validation epoch's (``cfg.keep == "best"``; ties go to the earlier epoch); with ``cfg.ema_half_life``, those of
+    the average."""
     has_val = len(datamodule.splits.get("val", ())) > 0
     extra = [ShardRecorder(run / "shards", datamodule.splits["train"])] if cfg.log_shards else []
     steps = datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes)  # small datasets log every epoch at least
@@ -85,8 +86,7 @@ def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: 
                             log_every=max(1, min(10, steps)))
     model = model.to(memory_format=torch.channels_last)
     task = ClassificationTask(model, cfg, steps_per_epoch=datamodule.steps_per_epoch(trainer.world_size))
-    last = run / CHECKPOINTS / "last.ckpt"
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint is not None else None)
     best = run / CHECKPOINTS / "best.ckpt"
     prefix = "ema.average." if task.ema is not None else "model."
     if cfg.keep == "best" and has_val and best.is_file():
@@ -104,7 +104,7 @@ def load_task_weights(model: Classifier, ckpt: Path, *, prefix: str = "model.") 
     model.load_state_dict(state)
 
 
-def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume: bool, progress: bool,
+def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, checkpoint: Path | None, progress: bool,
                    monitor: L.Callback | None) -> L.Trainer:
     """Train a GAN / VAE task; ``checkpoints/best.ckpt`` holds the epoch of lowest ``quality/fid`` when
     ``monitor`` checks it, ``last.ckpt`` the end (of the epochs or of the ``max_minutes`` budget)."""
@@ -130,8 +130,7 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, resume
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
         log_every_n_steps=max(1, min(10, steps)), deterministic=False,
     )
-    last = run / CHECKPOINTS / "last.ckpt"
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint is not None else None)
     task.final_counts = {"steps": int(task.batches_done), "images_seen": int(task.images_seen)}  # before best
     if best and (run / CHECKPOINTS / "best.ckpt").is_file():
         state = safe_torch_load(run / CHECKPOINTS / "best.ckpt")["state_dict"]
