@@ -7,6 +7,10 @@ import torch
 
 from optik.core.errors import DataError
 
+# The largest image optik decodes, everywhere (training data, predict, the playground's uploads): 50 megapixels
+# (a 7071 x 7071 image). Larger files are refused before their pixels are decoded.
+MAX_IMAGE_PIXELS = 50_000_000
+
 
 def check_images(x: torch.Tensor, *, channels: int | Sequence[int] | None = None,
                  size: Sequence[int] | None = None, check_range: bool = True, name: str = "images") -> torch.Tensor:

@@ -19,6 +19,8 @@ class ImageDataset:
         name: the dataset name or path it came from.
         splits: predefined index splits (e.g. an official test set), by split name.
         sources: where each image came from (file paths for folder datasets), for error messages.
+        meta: facts about where the data came from, recorded in a run's config.yaml (a manifest's SHA-256 and
+            how many of its images lie outside its folder).
     """
 
     images: torch.Tensor
@@ -27,6 +29,7 @@ class ImageDataset:
     name: str
     splits: dict[str, torch.Tensor] = field(default_factory=dict)
     sources: list[str] | None = None
+    meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import collections
 import csv
+import hashlib
+import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -12,12 +14,17 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from optik.core.errors import DataError
+from optik.core.errors import DataError, short
+from optik.core.images import MAX_IMAGE_PIXELS
+from optik.core.io import path_kind
 from optik.data.dataset import ImageDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SPLIT_NAMES = ("train", "val", "test")
-Image.MAX_IMAGE_PIXELS = 50_000_000  # refuse decompression bombs (PIL raises above 2x this)
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL's own check (it raises only above 2x this; decode_image checks 1x)
+# PIL only warns between 1x and 2x its limit; decode_image refuses those images itself, with the file's name (a
+# catch_warnings around Image.open would not hold: images are decoded in threads)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class SkippedImagesWarning(UserWarning):
@@ -32,8 +39,14 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     """
     try:
         with Image.open(path) as im:
+            pixels = im.width * im.height  # read from the header: nothing decoded yet
+            if pixels > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: {im.width} x {im.height} pixels ({pixels / 1e6:.0f} MP) is over optik's "
+                                f"limit of {MAX_IMAGE_PIXELS / 1e6:.0f} MP; resize it first")
             im.load()  # forces a full decode: a truncated file fails here, not later
             return _to_uint8(im)
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
@@ -105,19 +118,47 @@ def _warn_skipped(skipped: list[str]) -> None:
 
 
 def _scan_classes(root: Path) -> tuple[dict[str, list[Path]], list[str]]:
-    """Class folder -> image files; non-image files are reported, hidden files ignored."""
+    """Class folder -> image files. Whatever is left out is reported with what it is: non-image files, broken
+    symbolic links (to a class folder or a file), FIFOs and devices; hidden files are ignored."""
     classes, skipped = {}, []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for d in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        if not d.is_dir():
+            if d.is_symlink() or not d.is_file():  # a broken link, a FIFO, ... where a class folder could be
+                skipped.append(f"{d}: {path_kind(d)}; expected a class folder")
+            continue
         files = []
         for f in sorted(d.rglob("*")):
-            if f.is_dir() or any(part.startswith(".") for part in f.relative_to(root).parts):
+            if any(part.startswith(".") for part in f.relative_to(root).parts) or f.is_dir():
                 continue
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
+            if not f.is_file():
+                skipped.append(f"{f}: {path_kind(f)}")
+            elif f.suffix.lower() in IMAGE_EXTENSIONS:
                 files.append(f)
             else:
                 skipped.append(f"{f}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})")
         classes[d.name] = files
     return classes, skipped
+
+
+def _duplicates(files: list[Path], labels: list[str], where: str, sources: list[str]) -> tuple[list[int], list[str]]:
+    """Rows that name a file already listed (by its resolved path): dropped with a note when the labels agree,
+    an error listing them when they do not (one image would train as two classes, or land in two splits).
+    Returns the rows to keep and the notes."""
+    first: dict[Path, int] = {}
+    keep, notes, conflicts = [], [], []
+    for i, f in enumerate(files):
+        j = first.setdefault(f, i)
+        if j == i:
+            keep.append(i)
+        elif labels[i] == labels[j]:
+            notes.append(f"{sources[i]}: {f} is listed again (as {sources[j]}) with the same label; the repeat is "
+                         f"dropped")
+        else:
+            conflicts.append(f"{f}: {labels[j]!r} ({sources[j]}) and {labels[i]!r} ({sources[i]})")
+    if conflicts:
+        raise DataError(f"{where} lists {len(conflicts)} file(s) twice with different labels; give each file one "
+                        f"label:\n  " + "\n  ".join(conflicts[:20]) + ("\n  ..." if len(conflicts) > 20 else ""))
+    return keep, notes
 
 
 def load_folder(root: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
@@ -130,7 +171,7 @@ def load_folder(root: str | os.PathLike, *, image_size: int | None = None, stric
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"expected a folder of class folders, got {str(root)!r}, which does not exist")
+        raise DataError(f"expected a folder of class folders, got {str(root)!r}, which {path_kind(root)}")
     subdirs = {p.name for p in root.iterdir() if p.is_dir()}
     split_dirs = [s for s in SPLIT_NAMES if s in subdirs] if {"train", "test"} <= subdirs else []
     parts = [(s, root / s) for s in split_dirs] or [("", root)]
@@ -153,8 +194,12 @@ def load_folder(root: str | os.PathLike, *, image_size: int | None = None, stric
             paths += files
             labels += [class_names.index(name)] * len(files)
             split_of += [split] * len(files)
+    # the same file twice (through a symbolic link): once, and never in two splits
+    where = [class_names[c] + (f" in {split}/" if split else "") for c, split in zip(labels, split_of)]
+    rows, notes = _duplicates([p.resolve() for p in paths], where, repr(str(root)), [str(p) for p in paths])
+    paths, labels, split_of = [paths[i] for i in rows], [labels[i] for i in rows], [split_of[i] for i in rows]
     arrays, failures = _decode_all(paths, strict)
-    _warn_skipped(skipped + failures)
+    _warn_skipped(skipped + notes + failures)
     keep = [i for i, a in enumerate(arrays) if a is not None]
     counts = collections.Counter(labels[i] for i in keep)
     empty = [class_names[c] for c in range(len(class_names)) if counts[c] == 0]
@@ -173,30 +218,80 @@ def load_folder(root: str | os.PathLike, *, image_size: int | None = None, stric
                         [str(paths[i]) for i in keep])
 
 
-def load_manifest(path: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
-    """Load a CSV manifest with a header ``path,label`` (paths relative to the CSV's folder)."""
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Read and check a CSV manifest (header ``path,label``, more columns allowed) without decoding an image.
+
+    Returns ``files`` (resolved paths), ``labels`` (names), ``rows`` (the CSV line of each), ``columns`` (every
+    column, by name), ``skipped`` (files that are missing or not regular files, each with what it is, and repeats
+    dropped), ``sha256`` of the manifest and ``outside``: how many files lie outside the manifest's folder
+    (allowed: images are often kept elsewhere; recorded so that a reviewer sees it).
+
+    Raises a DataError naming the rows for a missing column, a row without a path or label, a row with more
+    values than the header, or a file listed twice with different labels.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"expected a CSV manifest, got {str(path)!r}, which does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        raise DataError(f"expected a CSV manifest, got {str(path)!r}, which {path_kind(path)}")
+    data = path.read_bytes()
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{str(path)!r} is not a readable CSV manifest ({type(e).__name__}: {short(str(e), 200)})"
+                        ) from None
     if not rows or not {"path", "label"} <= set(rows[0]):
-        got = list(rows[0]) if rows else "no rows"
-        raise DataError(f"expected CSV columns 'path,label' in {str(path)!r}, got {got}")
-    files = [(path.parent / r["path"]).resolve() for r in rows]
-    names = [r["label"].strip() for r in rows]
-    missing = [f"{f}: file not found" for f in files if not f.is_file()]
-    if missing and strict:
-        raise DataError(f"{len(missing)} file(s) in {str(path)!r} not found:\n  " + "\n  ".join(missing))
-    present = [i for i, f in enumerate(files) if f.is_file()]
-    arrays, failures = _decode_all([files[i] for i in present], strict)
-    _warn_skipped(missing + failures)
-    keep = [present[j] for j, a in enumerate(arrays) if a is not None]
+        got = [c for c in rows[0] if c is not None] if rows else "no rows"
+        raise DataError(f"expected CSV columns 'path,label' in {str(path)!r}, got {short(got, 200)}")
+    def problem(r: dict) -> str | None:
+        if None in r:
+            return "more values than the header has columns"
+        if not (r.get("path") or "").strip() or not (r.get("label") or "").strip():
+            return f"no {'path' if not (r.get('path') or '').strip() else 'label'}"
+        return "a NUL character in the path" if "\x00" in r["path"] else None
+
+    bad = [f"line {i + 2}: {problem(r)}" for i, r in enumerate(rows) if problem(r)]
+    if bad:
+        raise DataError(f"{len(bad)} malformed row(s) in {str(path)!r} (each row needs a path and a label):\n  "
+                        + "\n  ".join(bad[:20]) + ("\n  ..." if len(bad) > 20 else ""))
+    files = [(path.parent / r["path"].strip()).resolve() for r in rows]
+    labels = [r["label"].strip() for r in rows]
+    lines = [f"{path.name} line {i + 2}" for i in range(len(rows))]
+    keep, notes = _duplicates(files, labels, repr(str(path)), lines)
+    readable = {i: _is_file(files[i]) for i in keep}
+    skipped = [f"{short(str(files[i]), 200)} ({lines[i]}): {path_kind(files[i])}" for i in keep if not readable[i]]
+    keep = [i for i in keep if readable[i]]
+    folder = path.parent.resolve()
+    return {"files": [files[i] for i in keep], "labels": [labels[i] for i in keep], "rows": [i + 2 for i in keep],
+            "columns": {c: [(rows[i].get(c) or "").strip() for i in keep] for c in rows[0] if c is not None},
+            "skipped": skipped, "notes": notes, "sha256": hashlib.sha256(data).hexdigest(),
+            "outside": sum(not files[i].is_relative_to(folder) for i in keep)}
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False also where the OS refuses to look (a name too long, a loop of links)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def load_manifest(path: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
+    """Load a CSV manifest with a header ``path,label`` (paths relative to the CSV's folder, or absolute)."""
+    listing = read_manifest(path)
+    if listing["skipped"] and strict:
+        raise DataError(f"{len(listing['skipped'])} file(s) in {str(path)!r} cannot be read (strict mode):\n  "
+                        + "\n  ".join(listing["skipped"]))
+    files, names = listing["files"], listing["labels"]
+    arrays, failures = _decode_all(files, strict)
+    _warn_skipped(listing["skipped"] + listing["notes"] + failures)
+    keep = [i for i, a in enumerate(arrays) if a is not None]
     class_names = sorted({names[i] for i in keep})
     if len(class_names) < 2:
         raise DataError(f"expected at least 2 labels in {str(path)!r}, got {class_names}")
-    kept_arrays = [a for a in arrays if a is not None]
     size = (image_size, image_size) if image_size else None
     labels = torch.tensor([class_names.index(names[i]) for i in keep])
-    return ImageDataset(stack_images(kept_arrays, size=size), labels, class_names, str(path),
-                        sources=[str(files[i]) for i in keep])
+    ds = ImageDataset(stack_images([arrays[i] for i in keep], size=size), labels, class_names, str(path),
+                      sources=[str(files[i]) for i in keep])
+    ds.meta = {"manifest_sha256": listing["sha256"],
+               "outside_manifest_folder": sum(not Path(files[i]).is_relative_to(Path(path).parent.resolve())
+                                              for i in keep)}
+    return ds

@@ -159,4 +159,8 @@ def split_dataset(ds: ImageDataset, *, val_fraction: float, test_fraction: float
     n = len(ds)
     n_test = entry.meta["test_size"] if entry and entry.meta.get("test_size") else int(round(test_fraction * n))
     n_val = int(round(val_fraction * (n - n_test)))
+    if n_test < 1 or n - n_test - n_val < 1:
+        raise DataError(f"expected enough images for a training and a test split, got {n} in {ds.name!r}: "
+                        f"test_fraction {test_fraction} leaves {n_test} test and {n - n_test - n_val} training "
+                        f"images; add images or change --test-fraction")
     return stratified_split(ds.labels, {"test": n_test, "val": n_val, "train": 1.0}, seed=seed)

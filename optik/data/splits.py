@@ -69,7 +69,7 @@ def select_classes(ds, splits: dict[str, torch.Tensor], classes: list[str]):
     position = torch.full((len(ds),), -1, dtype=torch.long)
     position[keep] = torch.arange(len(keep))
     subset = ImageDataset(ds.images[keep], relabel[ds.labels[keep]], list(classes), ds.name,
-                          sources=[ds.sources[i] for i in keep.tolist()] if ds.sources else None)
+                          sources=[ds.sources[i] for i in keep.tolist()] if ds.sources else None, meta=dict(ds.meta))
     new_splits = {}
     for name, idx in splits.items():
         mapped = position[idx]

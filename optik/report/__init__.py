@@ -66,7 +66,8 @@ def _classification_parts(run: Path, saved: dict, *, examples: int) -> list[Sect
     model = optik.load(run)
     ds, splits = _load_splits(cfg)
     test = splits["test"]
-    return [sections.training_curves(run), sections.evaluation(run, metrics), sections.binary(run, metrics),
+    return [sections.data(saved), sections.training_curves(run), sections.evaluation(run, metrics),
+            sections.binary(run, metrics),
             sections.calibration(run, metrics), sections.mistakes(run),
             sections.interpretability(model, ds.images[test], ds.labels[test]),
             sections.augmentation(saved["config"], ds.images[splits["train"][0]]), sections.robustness(run),

@@ -19,6 +19,24 @@ def _f(v, fmt: str = ".4f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
+# ------------------------------------------------------------------------------------------------ data
+def data(saved: dict) -> Section | None:
+    """What the run trained and was tested on, as its config.yaml recorded it (sizes, splits; for a manifest, its
+    SHA-256 and how many images lie outside its folder)."""
+    d = saved.get("data")
+    if not isinstance(d, dict):
+        return None
+    rows = [("data", str(d.get("name"))), ("images", str(d.get("n"))),
+            ("classes", f"{len(d.get('classes', []))}: {', '.join(map(str, d.get('classes', [])[:20]))}"
+                        + (" ..." if len(d.get("classes", [])) > 20 else "")),
+            ("image size", f"{d.get('channels')} x {' x '.join(map(str, d.get('image_size', [])))}"),
+            ("splits", ", ".join(f"{k} {v}" for k, v in d.get("splits", {}).items()))]
+    if "manifest_sha256" in d:
+        rows += [("manifest SHA-256", d["manifest_sha256"]),
+                 ("images outside the manifest's folder", str(d.get("outside_manifest_folder", 0)))]
+    return Section("Data", "data").table(("item", "value"), rows, caption="as recorded in config.yaml when the run started")
+
+
 # ------------------------------------------------------------------------------------------------ training
 def scalar_history(tensorboard_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every scalar TensorBoard holds for a run: tag -> (steps, values), read by TensorBoard's own reader."""

@@ -21,12 +21,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from optik.core.errors import DataError
+from optik.core.images import MAX_IMAGE_PIXELS
 from optik.data.folder import IMAGE_EXTENSIONS, _to_uint8
 
 # PIL format names of IMAGE_EXTENSIONS: what `optik predict` reads from a folder
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 MAX_UPLOAD_MB = 10.0
-MAX_PIXELS = 50_000_000  # 50 megapixels, optik's Image.MAX_IMAGE_PIXELS (optik/data/folder.py)
+MAX_PIXELS = MAX_IMAGE_PIXELS  # the one limit optik decodes images up to (optik/core/images.py)
 
 
 class UploadError(DataError):
