@@ -14,7 +14,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 import optik
 from optik.core.errors import ConfigError
 from optik.evaluation.binary import operating_point, precision_recall_curve, roc_curve, threshold_for
-from optik.evaluation.bootstrap import bootstrap_intervals, resampled_confusions
+from optik.evaluation.bootstrap import bootstrap_intervals, resampled_counts
 from optik.evaluation.calibration import apply_temperature, calibration_bins, fit_temperature
 from optik.evaluation.figures import confident_mistakes
 from tests.helpers import run_optik
@@ -110,16 +110,20 @@ def test_threshold_sits_midway_in_the_gap_and_targets_are_checked():
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap
-def test_resampled_confusions_are_resamples():
+def test_resampled_counts_are_resamples():
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 3, 100), rng.integers(0, 3, 100)
-    cms = resampled_confusions(y, p, 3, n_boot=50, seed=1)
-    assert cms.shape == (50, 3, 3) and (cms.sum(axis=(1, 2)) == 100).all()
-    np.testing.assert_array_equal(cms, resampled_confusions(y, p, 3, n_boot=50, seed=1))
-    assert not np.array_equal(cms, resampled_confusions(y, p, 3, n_boot=50, seed=2))
-    # the first resample, drawn independently with the same generator
-    idx = np.random.default_rng(1).integers(0, 100, size=(50, 100))[0]
-    np.testing.assert_array_equal(cms[0], skm.confusion_matrix(y[idx], p[idx], labels=[0, 1, 2]))
+    counts = resampled_counts(y, p, 3, n_boot=50, seed=1)
+    assert counts["true"].shape == (50, 3) and (counts["true"].sum(1) == 100).all() and (counts["pred"].sum(1) == 100).all()
+    np.testing.assert_array_equal(counts["tp"], resampled_counts(y, p, 3, n_boot=50, seed=1)["tp"])
+    assert not np.array_equal(counts["tp"], resampled_counts(y, p, 3, n_boot=50, seed=2)["tp"])
+    # every resample, drawn independently with the same generator, against scikit-learn's confusion matrix
+    idx = np.random.default_rng(1).integers(0, 100, size=(50, 100))
+    for b in (0, 17, 49):
+        cm = skm.confusion_matrix(y[idx[b]], p[idx[b]], labels=[0, 1, 2])
+        np.testing.assert_array_equal(counts["tp"][b], np.diag(cm))
+        np.testing.assert_array_equal(counts["true"][b], cm.sum(1))
+        np.testing.assert_array_equal(counts["pred"][b], cm.sum(0))
 
 
 def test_bootstrap_intervals_agree_with_scipy():

@@ -118,6 +118,11 @@ def full_evaluation(logits: np.ndarray, y_true: np.ndarray, classes: Sequence[st
                                                   seed=opts.seed)
         if "binary" in report:
             report["binary"]["intervals"] = report["intervals"]["per_class"][report["binary"]["positive"]]
+        if "per_class_skipped" in report["intervals"]:
+            flags.append(report["intervals"]["per_class_skipped"])
+    if report["confusion_matrix"] is None:
+        flags.append(f"{len(classes):,} classes: the {len(classes):,} x {len(classes):,} confusion matrix is not kept "
+                     f"(per-class counts are); figures/confusion_matrix.png is not drawn")
     report["flags"] = flags
     return ev
 

@@ -20,15 +20,16 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str = "Co
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
     k = len(classes)
-    size = max(4.0, 0.45 * k + 2)
+    size = min(max(4.0, 0.45 * k + 2), 24.0)  # beyond ~50 classes the cells shrink instead of the page growing
     # a fixed layout: constrained_layout measured ~0.5 s a figure, paid after every training run
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
     fig.subplots_adjust(left=0.09, right=0.97, bottom=0.16, top=0.9, wspace=0.35)
     for ax, data, label, fmt in ((axes[0], cm, "count", "d"), (axes[1], norm, "share of true class", ".2f")):
         im = ax.imshow(data, cmap="Blues", vmin=0, vmax=data.max() if data.max() > 0 else 1)
         tilt = max(map(len, classes)) > 3 and k > 4  # long names would overlap
-        ax.set_xticks(range(k), classes, rotation=45 if tilt else 0, ha="right" if tilt else "center")
-        ax.set_yticks(range(k), classes)
+        if k <= 50:
+            ax.set_xticks(range(k), classes, rotation=45 if tilt else 0, ha="right" if tilt else "center")
+            ax.set_yticks(range(k), classes)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         fig.colorbar(im, ax=ax, shrink=0.8, label=label)
@@ -49,6 +50,7 @@ def confusion_image(cm, *, cell: int = 16) -> np.ndarray:
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     rgb = (matplotlib.colormaps["Blues"](norm)[..., :3] * 255).astype(np.uint8)
+    cell = max(1, min(cell, 1024 // max(len(cm), 1)))  # at most about 1024 pixels a side
     return np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
 
 

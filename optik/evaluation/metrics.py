@@ -17,6 +17,9 @@ import numpy as np
 from optik.core.errors import ConfigError
 
 PER_CLASS = ("sensitivity", "specificity", "precision", "npv", "f1", "fpr", "fnr")
+# Above this many classes the K x K confusion matrix is not kept (2,000^2 int64 = 32 MB, and a JSON of 4 million
+# cells; 10,000 classes would be 800 MB): reports carry per-class counts instead.
+MAX_MATRIX_CLASSES = 2000
 # metric -> (numerator, denominator) in terms of the one-vs-rest counts
 _RATIOS = {
     "sensitivity": ("tp", ("tp", "fn")),   # recall, true positive rate
@@ -56,13 +59,28 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.divide(num, den, out=np.zeros_like(num), where=~undefined), undefined
 
 
+def counts_from_labels(y_true, y_pred, num_classes: int) -> dict[str, np.ndarray]:
+    """Per class ``tp, fp, tn, fn`` straight from the labels, in memory linear in the classes (no ``K x K``)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    tp = np.bincount(y_true[y_true == y_pred], minlength=num_classes)
+    fn = np.bincount(y_true, minlength=num_classes) - tp
+    fp = np.bincount(y_pred, minlength=num_classes) - tp
+    return {"tp": tp, "fp": fp, "tn": len(y_true) - tp - fp - fn, "fn": fn}
+
+
 def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict:
     """Everything derived from the confusion matrix: per class, macro, weighted, accuracy, balanced accuracy."""
     cm = np.asarray(cm, dtype=np.int64)
     k = len(classes)
     if cm.shape != (k, k):
         raise ValueError(f"expected a {k} x {k} confusion matrix for {k} classes, got shape {cm.shape}")
-    counts = one_vs_rest_counts(cm)
+    return metrics_from_counts(one_vs_rest_counts(cm), classes, cm=cm)
+
+
+def metrics_from_counts(counts: dict[str, np.ndarray], classes: Sequence[str], *, cm: np.ndarray | None = None) -> dict:
+    """The report of :func:`metrics_from_confusion` from one-vs-rest counts; without ``cm`` (too many classes to
+    keep one) ``confusion_matrix`` and its normalized form are None."""
+    k = len(classes)
     support = counts["tp"] + counts["fn"]
     values, undefined = {}, []
     for name, (num, den) in _RATIOS.items():
@@ -71,7 +89,7 @@ def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict:
     values["f1"], bad = _ratio(2 * counts["tp"], 2 * counts["tp"] + counts["fp"] + counts["fn"])
     undefined += [f"per_class.{classes[i]}.f1" for i in np.flatnonzero(bad)]
 
-    total = int(cm.sum())
+    total = int(support.sum())
     per_class = {}
     for i, c in enumerate(classes):
         row = {n: int(counts[n][i]) for n in ("tp", "fp", "tn", "fn")}
@@ -85,9 +103,10 @@ def metrics_from_confusion(cm: np.ndarray, classes: Sequence[str]) -> dict:
     return {
         "classes": list(classes),
         "n": total,
-        "confusion_matrix": cm.tolist(),
-        "confusion_matrix_normalized": _ratio(cm, np.broadcast_to(cm.sum(1, keepdims=True), cm.shape))[0].tolist(),
-        "accuracy": float(np.trace(cm) / total) if total else 0.0,
+        "confusion_matrix": cm.tolist() if cm is not None else None,
+        "confusion_matrix_normalized": (_ratio(cm, np.broadcast_to(cm.sum(1, keepdims=True), cm.shape))[0].tolist()
+                                        if cm is not None else None),
+        "accuracy": float(counts["tp"].sum() / total) if total else 0.0,
         "balanced_accuracy": float(recall_present.mean()) if recall_present.size else 0.0,
         "type_i_errors": int(counts["fp"].sum()),   # over all one-vs-rest problems (= misclassified images)
         "type_ii_errors": int(counts["fn"].sum()),
@@ -122,7 +141,10 @@ def classification_report(probs: np.ndarray, y_true: np.ndarray, classes: Sequen
     if probs.ndim != 2 or probs.shape[1] != k:
         raise ValueError(f"expected probabilities of shape N x {k}, got {probs.shape}")
     y_pred = predicted_labels(probs, classes, positive=positive, threshold=threshold)
-    report = metrics_from_confusion(confusion_matrix(y_true, y_pred, k), classes)
+    if k <= MAX_MATRIX_CLASSES:
+        report = metrics_from_confusion(confusion_matrix(y_true, y_pred, k), classes)
+    else:  # a K x K matrix would be K^2 counts in memory and in the JSON: per-class counts only
+        report = metrics_from_counts(counts_from_labels(y_true, y_pred, k), classes)
     report["top_k_accuracy"] = {str(j): top_k_accuracy(probs, y_true, j) for j in sorted({1, *top_k})
                                 if j < k or j == 1}
     if k == 2:

@@ -74,6 +74,11 @@ def _layer(kind: str, argtext: str | None, spec: str) -> Layer:
         raise ConfigError(f"CNN spec: conv needs its number of output channels, e.g. conv(32,k=3); got {spec!r}")
     if kind in ("maxpool", "avgpool") and "k" not in args:
         args["k"] = 2
+    for key in ("out", "k", "s", "d"):
+        if key in args and not (isinstance(args[key], int) and args[key] >= 1):
+            raise ConfigError(f"CNN spec: {kind}({key}=...) expected an integer >= 1, got {args[key]!r}")
+    if "p" in args and kind != "dropout" and args["p"] != "same" and not (isinstance(args["p"], int) and args["p"] >= 0):
+        raise ConfigError(f"CNN spec: {kind}(p=...) expected an integer padding >= 0 or 'same', got {args['p']!r}")
     if kind == "dropout" and not 0 <= args.get("p", 0.5) < 1:
         raise ConfigError(f"CNN spec: dropout probability must lie in [0, 1), got {args['p']}")
     return Layer(kind, args)
@@ -91,6 +96,11 @@ def _number(value: str, kind: str, key: str):
             raise ConfigError(f"CNN spec: {kind}({key}=...) expected a number, got {value!r}") from None
 
 
+# The largest network a spec may describe, checked before any layer is allocated: a model.json or a typo asking
+# for fc(100000000000) must be refused by its numbers, not by an allocator failing.
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights
+
+
 def build_cnn(spec: str, *, in_channels: int, input_size: tuple[int, int], num_classes: int) -> nn.Sequential:
     """Build the network of ``spec`` for inputs ``in_channels x H x W``; raise where a layer cannot fit."""
     layers = parse_spec(spec)
@@ -98,8 +108,14 @@ def build_cnn(spec: str, *, in_channels: int, input_size: tuple[int, int], num_c
         layers.append(Layer("fc"))
     modules: list[nn.Module] = []
     shape = (in_channels, *input_size)  # C x H x W, or (F,) after flatten
+    total = 0
     for i, layer in enumerate(layers):
         last = i == len(layers) - 1
+        total += _parameters(layer, shape, num_classes if last else None)
+        if total > MAX_PARAMETERS:
+            raise ConfigError(f"CNN spec: layer {i + 1} ({layer}) brings the network to {total:,} parameters; optik "
+                              f"builds networks of up to {MAX_PARAMETERS:,} (input {in_channels} x "
+                              f"{input_size[0]} x {input_size[1]})")
         module, shape = _module(layer, shape, num_classes if last else None, layers[i + 1:])
         if any(s <= 0 for s in shape):
             raise ConfigError(f"CNN spec: layer {i + 1} ({layer}) shrinks the feature map to {shape}; use fewer "
@@ -145,6 +161,20 @@ def _module(layer: Layer, shape: tuple, num_classes: int | None, rest: list[Laye
     if kind == "leakyrelu":
         return nn.LeakyReLU(a.get("slope", 0.01)), shape
     return _ACTIVATIONS[kind](), shape
+
+
+def _parameters(layer: Layer, shape: tuple, num_classes: int | None) -> int:
+    """Weights and biases ``layer`` would hold on an input of ``shape`` (Python integers: no overflow)."""
+    a = layer.args
+    if layer.kind == "conv":
+        return int(shape[0]) * int(a["out"]) * int(a.get("k", 3)) ** 2 + int(a["out"])
+    if layer.kind == "fc":
+        out = a.get("out", num_classes) or 0
+        flat = 1
+        for n in shape:
+            flat *= int(n)
+        return (flat + 1) * int(out)
+    return 2 * int(shape[0]) if layer.kind == "bn" else 0
 
 
 def _out(n: int, k: int, s: int, p: int, d: int) -> int:

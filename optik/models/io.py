@@ -10,10 +10,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from optik.core.errors import CheckpointError, RunError
+from optik.core.errors import CheckpointError, OptikError, RunError, short
 from optik.core.io import atomic_write, write_json
 from optik.models.classifier import Classifier
-from optik.models.registry import build_network
+from optik.models.registry import build_network, check_input_shape
 
 WEIGHTS, META = "model.safetensors", "model.json"
 
@@ -72,13 +72,16 @@ def load_classifier(folder: str | os.PathLike, *, map_location: str | torch.devi
                            f"; use `optik sample`, `optik interpolate` or `optik quality` with it")
         net_channels = meta.get("net_channels", meta["in_channels"])
         net_size = meta.get("net_input_size", meta["input_size"])
+        check_input_shape(int(meta["in_channels"]), [int(v) for v in meta["input_size"]], len(meta["classes"]))
         net = build_network(meta["arch"], in_channels=net_channels, input_size=net_size,
                             num_classes=len(meta["classes"]))
         model = Classifier(net, classes=meta["classes"], in_channels=meta["in_channels"],
                            input_size=meta["input_size"], mean=meta["mean"], std=meta["std"], arch=meta["arch"],
                            net_channels=net_channels, net_input_size=net_size)
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{folder / META} is not a valid optik model description ({e!r})") from None
+    except OptikError:
+        raise
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{folder / META} is not a valid optik model description ({short(e, 200)})") from None
     load_weights(model, folder / WEIGHTS)
     return model.to(map_location).eval()
 

@@ -95,10 +95,27 @@ def resolve_arch(model: str, input_size: Sequence[int] = (28, 28)) -> dict:
     raise AssertionError("unreachable")
 
 
+MAX_SIDE = 16_384  # pixels on a side a network is built for (an image is decoded up to 50 megapixels)
+MAX_CLASSES = 1_000_000
+
+
+def check_input_shape(in_channels: int, size: Sequence[int], num_classes: int) -> None:
+    """Refuse, by their numbers, input sizes and class counts no network here is built for (a tampered
+    ``model.json`` asking for 60000 x 60000 inputs would otherwise fail in an allocator)."""
+    if not (len(size) == 2 and all(0 <= s <= MAX_SIDE for s in size)):
+        raise ConfigError(f"expected an input size H x W of at most {MAX_SIDE} x {MAX_SIDE} pixels, got "
+                          f"{' x '.join(map(str, size))}")
+    if in_channels not in (1, 3):
+        raise ConfigError(f"expected 1 or 3 input channels, got {in_channels}")
+    if not 2 <= num_classes <= MAX_CLASSES:
+        raise ConfigError(f"expected 2 to {MAX_CLASSES:,} classes, got {num_classes:,}")
+
+
 def build_network(arch: dict, *, in_channels: int, input_size: Sequence[int], num_classes: int,
                   pretrained: bool = False) -> nn.Module:
     """The network ``arch`` describes; ``in_channels`` and ``input_size`` are what the network itself sees."""
     size = tuple(int(s) for s in input_size)
+    check_input_shape(in_channels, size, num_classes)
     if arch.get("spec"):
         return build_cnn(arch["spec"], in_channels=in_channels, input_size=size, num_classes=num_classes)
     if arch.get("timm"):

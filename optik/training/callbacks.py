@@ -40,7 +40,8 @@ class TensorBoardExtras(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
         writer = self._writer(trainer)
-        if writer is None or trainer.sanity_checking or task.val_metrics is None:
+        if writer is None or trainer.sanity_checking or task.val_metrics is None \
+                or task.val_metrics["confusion_matrix"] is None:  # too many classes to keep one
             return
         image = confusion_image(task.val_metrics["confusion_matrix"])
         writer.add_image("val/confusion_matrix", image, global_step=trainer.current_epoch, dataformats="HWC")

@@ -16,6 +16,7 @@ from optik.generative.losses import discriminator_loss, generator_loss, negative
 from optik.generative.models import GANModel, GenerativeModel, VAEModel
 from optik.generative.nets import VAE, Discriminator, Generator
 from optik.training.ema import EMA, ema_beta
+from optik.training.guard import LossGuard
 
 
 def adam(params, **kw) -> torch.optim.Adam:
@@ -39,6 +40,7 @@ class _GenerativeTask(L.LightningModule):
         self.register_buffer("batches_done", torch.zeros((), dtype=torch.long))
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._steps = 0
+        self.guard = LossGuard()
 
     def setup(self, stage: str) -> None:
         # Channels-last weights, as classification trains (optik.training.trainer.fit): oneDNN's convolutions
@@ -51,12 +53,15 @@ class _GenerativeTask(L.LightningModule):
         # Every random draw of an epoch comes from (seed, epoch, rank): a resumed run continues identically.
         self._noise = generator(self.cfg.seed, "noise", self.current_epoch, self.global_rank)
         self.trainer.datamodule.set_epoch(self.current_epoch)
+        self.guard.start(int(self.batches_done), self.device)
 
     def randn(self, *shape: int) -> torch.Tensor:
         return random.normal(shape, generator=self._noise, device=self.device)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.batches_done += 1
+        if batch_idx + 1 == self.trainer.num_training_batches:  # before the epoch's checkpoint is written
+            self.guard.check(lr=self.cfg.lr)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self.cfg.schedule == "cosine":  # lr = base * (1 + cos(pi * progress)) / 2, down to 0 at the end
@@ -78,11 +83,13 @@ class _GenerativeTask(L.LightningModule):
 
     def _log_sparse(self, **values: torch.Tensor) -> None:
         """Log the means over the last ``log_every_n_steps`` steps (``self.log`` costs ~2 ms a call on CPU)."""
+        self.guard.observe(*values.values())
         for k, v in values.items():
             self._sums[k] = v.detach() + (self._sums[k] if self._count else 0)
         self._count += 1
         self._steps += 1  # batches, not optimizer steps (a GAN batch takes two)
         if self._steps % max(1, self.trainer.log_every_n_steps) == 0:
+            self.guard.check(lr=self.cfg.lr)  # logging synchronizes anyway
             self.log_dict({f"train/{k}": v / self._count for k, v in self._sums.items()}, prog_bar=True)
             self._count = 0
 

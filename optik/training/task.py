@@ -4,15 +4,38 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from optik.augment.generator import augment
 from optik.core.config import TrainConfig
 from optik.core.seed import derive_seed, generator
-from optik.evaluation.metrics import metrics_from_confusion
+from optik.evaluation.metrics import MAX_MATRIX_CLASSES, metrics_from_confusion, metrics_from_counts
 from optik.models.classifier import Classifier
 from optik.models.transfer import parameter_groups, set_trainable, trainable_stages_at
 from optik.training.ema import EMA, ema_beta
+from optik.training.guard import LossGuard
+
+
+class ClassCounts(Metric):
+    """Per class: images, predictions and correct predictions, summed over ranks. The validation report of a task
+    with more classes than a ``K x K`` confusion matrix is kept for (``MAX_MATRIX_CLASSES``)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        for name in ("true", "pred", "tp"):
+            self.add_state(name, default=torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        k = len(self.true)
+        self.true += torch.bincount(target, minlength=k)
+        self.pred += torch.bincount(pred, minlength=k)
+        self.tp += torch.bincount(target[pred == target], minlength=k)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        n = self.true.sum()
+        fn, fp = self.true - self.tp, self.pred - self.tp
+        return {"tp": self.tp, "fp": fp, "fn": fn, "tn": n - self.tp - fp - fn}
 
 
 class ClassificationTask(L.LightningModule):
@@ -31,7 +54,8 @@ class ClassificationTask(L.LightningModule):
         self.model = model
         self.cfg = cfg
         self.steps_per_epoch = steps_per_epoch
-        self.val_confusion = MulticlassConfusionMatrix(model.num_classes)
+        k = model.num_classes
+        self.val_confusion = MulticlassConfusionMatrix(k) if k <= MAX_MATRIX_CLASSES else ClassCounts(k)
         self.val_metrics: dict | None = None  # the last validation report (reduced over all ranks)
         self._aug_generator: torch.Generator | None = None
         self._loss_sum, self._loss_count = torch.zeros(()), 0
@@ -39,6 +63,7 @@ class ClassificationTask(L.LightningModule):
         self._frozen_norms: list[torch.nn.Module] = []
         self.ema = EMA(model) if cfg.ema_half_life else None  # in the checkpoint: resuming restores it
         self._stages: int | None | str = "unset"
+        self.guard = LossGuard()
         self._set_trainable(0)  # before data parallel wraps the model: it registers the trainable parameters
 
     def _set_trainable(self, epoch: int) -> None:
@@ -67,12 +92,15 @@ class ClassificationTask(L.LightningModule):
         torch.manual_seed(derive_seed(self.cfg.seed, "dropout", epoch, rank))
         self._aug_generator = generator(self.cfg.seed, "augment", epoch, rank)
         self.trainer.datamodule.set_epoch(epoch)
+        self.guard.start(self.global_step, self.device)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         for m in self._frozen_norms:  # Lightning switches everything to train mode each epoch; not these
             m.eval()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches:  # before the epoch's checkpoint is written
+            self.guard.check(lr=self.cfg.lr)
         if self.ema is not None:  # images seen follow from the step count (full batches), so resuming agrees
             n = len(batch[1]) * self.trainer.world_size
             self.ema.update(self.model, ema_beta(batch_size=n, half_life_images=self.cfg.ema_half_life,
@@ -87,6 +115,7 @@ class ClassificationTask(L.LightningModule):
             loss = self._adversarial_loss(x, y)
         else:
             loss = F.cross_entropy(self.model(x), y, label_smoothing=self.cfg.label_smoothing)
+        self.guard.observe(loss)
         self._log_train_loss(loss)
         return loss
 
@@ -139,6 +168,7 @@ class ClassificationTask(L.LightningModule):
         self._loss_count += 1
         every = max(1, self.trainer.log_every_n_steps)
         if (self.global_step + 1) % every == 0:
+            self.guard.check(lr=self.cfg.lr)  # logging synchronizes anyway
             self.log("train/loss", self._loss_sum / self._loss_count, prog_bar=True)
             self._loss_count = 0
 
@@ -159,7 +189,9 @@ class ClassificationTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         cm = self.val_confusion.compute()  # summed over all ranks by torchmetrics
         self.val_confusion.reset()
-        self.val_metrics = metrics_from_confusion(cm.cpu().numpy(), self.model.classes)
+        self.val_metrics = (metrics_from_confusion(cm.cpu().numpy(), self.model.classes)
+                            if isinstance(cm, torch.Tensor) else
+                            metrics_from_counts({k: v.cpu().numpy() for k, v in cm.items()}, self.model.classes))
         # identical on every rank already; sync_dist only tells Lightning so
         self.log("val/acc", self.val_metrics["accuracy"], prog_bar=True, sync_dist=True)
         self.log("val/balanced_acc", self.val_metrics["balanced_accuracy"], sync_dist=True)
