@@ -217,10 +217,34 @@ def test_augmentation_equals_optik_augment_for_the_same_seed(example, knobs):
 def test_page_augment_captions_are_the_models_predictions(page, model, example):
     x, y = example
     knobs = dict(zip(knob_names(), [30, 0, 0, 0, 0, 0, False, False, "nearest", 0]))
-    shown = page.augment(next(iter(page.runs)), Current(x, y, "test"), 2, *knobs.values())
+    shown, info = page.augment(next(iter(page.runs)), Current(x, y, "test"), 2, *knobs.values())
     samples = logic.augment_samples(x, logic.augment_config(**knobs), n=6, seed=2)
     expected = [next(iter(p.items())) for p in logic.probabilities(model, samples, top_k=1)]
-    assert [c for _, c in shown] == [f"{k} ({p:.0%})" for k, p in expected]
+    assert [c for _, c in shown] == [f"{k} ({p:.0%})" for k, p in expected] and info == ""
+
+
+@pytest.mark.parametrize("knob,value", [("rotation_range", float("nan")), ("zoom_range", float("inf")),
+                                        ("cval", "grey"), ("seed", float("nan")), ("seed", 1.5)])
+def test_page_refuses_bad_augmentation_values_with_a_reason(page, example, knob, value):
+    """The page's API takes any JSON: a NaN knob used to end in an uncaught ConfigError and a generic error."""
+    x, y = example
+    knobs = dict(zip(knob_names(), [0, 0, 0, 0, 0, 0, False, False, "nearest", 0]))
+    seed = 0
+    if knob == "seed":
+        seed = value
+    else:
+        knobs[knob] = value
+    shown, info = page.augment(next(iter(page.runs)), Current(x, y, "test"), seed, *knobs.values())
+    assert shown == [] and info.startswith("**Augmentation refused.**") and knob in info
+
+
+@pytest.mark.parametrize("eps,steps,match", [(float("nan"), 10, "eps"), (0.1, float("nan"), "steps"),
+                                             (0.1, 0, "steps"), (-1.0, 10, "eps"), (0.1, "ten", "steps")])
+def test_page_refuses_bad_attack_values_with_a_reason(page, example, eps, steps, match):
+    x, y = example
+    image, delta, probs, text = page.attack(next(iter(page.runs)), Current(x, y, "test"), "pgd", eps, steps)
+    assert image is None and delta is None and probs is None
+    assert text.startswith("**Attack refused.**") and match in text and "Traceback" not in text
 
 
 # ------------------------------------------------------------------------------------------------ Grad-CAM

@@ -94,6 +94,12 @@ class AugmentConfig:
     keras_compat: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("rotation_range", "shear_range", "channel_shift_range", "cval", "p", "zoom_range",
+                     "brightness_range", "rescale"):
+            value = getattr(self, name)
+            values = list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                raise ConfigError(f"{name}: expected finite numbers, got {value!r}")
         if self.fill_mode not in FILL_MODES:
             raise ConfigError(f"fill_mode: expected one of {', '.join(FILL_MODES)}, got {self.fill_mode!r}")
         for name in ("rotation_range", "shear_range", "channel_shift_range"):

@@ -198,8 +198,8 @@ def gallery_figure(x: torch.Tensor, result: AttackResult, classes: Sequence[str]
         shown = 0.5 + delta / (2 * scale) if scale > 0 else torch.full_like(delta, 0.5)
         c, pa = int(p_clean[i].argmax()), int(p_adv[i].argmax())
         panels = [(x[i], f"{classes[c]}  {100 * p_clean[i, c]:.1f} %"),
-                  (shown, f"perturbation x{0.5 / scale:.0f}" + (f"\nL2 {delta.norm():.2f}, Linf {scale:.3f}"
-                                                                  if scale > 0 else "\nnone")),
+                  (shown, f"perturbation x{0.5 / scale:.0f}\nL2 {delta.norm():.2f}, Linf {scale:.3f}" if scale > 0
+                   else "no perturbation\n(the attack failed here)"),
                   (result.adv[i], f"{classes[pa]}  {100 * p_adv[i, pa]:.1f} %")]
         for ax, (img, title) in zip(axes[r], panels):
             arr = img.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()

@@ -134,20 +134,29 @@ class Playground:
         model = self.model(name)
         truth = current.label is not None  # no ground truth for uploads: attack the clean prediction
         label = current.label if truth else logic.predicted_class(model, current.x)
-        view = logic.run_attack(model, current.x, method=method, eps=eps, label=label, steps=int(steps),
-                                top_k=self.top_k)
+        try:  # the page's API takes any JSON: a NaN or a string gets a reason, not a generic error
+            steps = logic.whole_number(steps, "steps", low=1, high=1000)
+            view = logic.run_attack(model, current.x, method=method, eps=eps, label=label, steps=steps,
+                                    top_k=self.top_k)
+        except OptikError as e:
+            return None, None, None, f"**Attack refused.** {e}"
         return (logic.to_display(view.adv[0]), logic.to_display(view.perturbation[0]), view.probabilities,
                 attack_text(view, model.classes, method=method, eps=eps, truth=truth))
 
-    def augment(self, name: str, current: Current | None, seed: float, *knobs: Any) -> list[tuple]:
-        """The augmented samples with the model's prediction as caption."""
+    def augment(self, name: str, current: Current | None, seed: float, *knobs: Any) -> tuple[list[tuple], str]:
+        """The augmented samples with the model's prediction as caption, and a line about them (why a setting
+        was refused, if one was)."""
         if current is None:
-            return []
-        cfg = logic.augment_config(**dict(zip(knob_names(), knobs)))
-        samples = logic.augment_samples(current.x, cfg, n=self.n_augmented, seed=int(seed or 0))
+            return [], ""
+        try:
+            cfg = logic.augment_config(**dict(zip(knob_names(), knobs)))
+            seed = logic.whole_number(seed or 0, "seed", low=0, high=2**63 - 1)
+        except OptikError as e:
+            return [], f"**Augmentation refused.** {e}"
+        samples = logic.augment_samples(current.x, cfg, n=self.n_augmented, seed=seed)
         preds = logic.probabilities(self.model(name), samples, top_k=1)
-        return [(logic.to_display(s, size=112), "{} ({:.0%})".format(*next(iter(p.items()))))
-                for s, p in zip(samples, preds)]
+        return ([(logic.to_display(s, size=112), "{} ({:.0%})".format(*next(iter(p.items()))))
+                 for s, p in zip(samples, preds)], "")
 
     def gradcam(self, name: str, current: Current | None) -> tuple:
         """[the heat map over the image, a description]."""
@@ -226,7 +235,8 @@ def _augment_section(n: int) -> dict:
         seed = gr.Number(0, precision=0, label="seed", elem_id="aug-seed")
     gallery = gr.Gallery(label="Augmented samples", columns=n, height="auto", allow_preview=False,
                          interactive=False, format="png", elem_id="aug-gallery")
-    return {"knobs": [*sliders.values(), *flips, fill, cval], "seed": seed, "gallery": gallery}
+    info = gr.Markdown(elem_id="aug-info")
+    return {"knobs": [*sliders.values(), *flips, fill, cval], "seed": seed, "outputs": [gallery, info]}
 
 
 def build_app(runs: Sequence[str | os.PathLike], *, max_upload_mb: float = MAX_UPLOAD_MB, top_k: int = 5
@@ -273,7 +283,7 @@ def _wire(page: Playground, *, model, about, state, examples, upload, image_outp
     aug_inputs = [model, state, augment["seed"], *augment["knobs"]]
 
     def refresh(event) -> None:  # a new image: its Grad-CAM and augmented samples follow
-        event.then(page.gradcam, [model, state], cam, **queue).then(page.augment, aug_inputs, [augment["gallery"]],
+        event.then(page.gradcam, [model, state], cam, **queue).then(page.augment, aug_inputs, augment["outputs"],
                                                                     **queue)
 
     def pick(name: str, evt: gr.SelectData):
@@ -290,7 +300,7 @@ def _wire(page: Playground, *, model, about, state, examples, upload, image_outp
     refresh(examples.select(pick, [model], [*image_outputs, upload], **queue))
     refresh(model.change(switch, [model], [about, examples, *image_outputs], **queue))
     attack["button"].click(page.attack, [model, state, *attack["inputs"]], attack["outputs"], **queue)
-    gr.on([c.change for c in (augment["seed"], *augment["knobs"])], page.augment, aug_inputs, [augment["gallery"]],
+    gr.on([c.change for c in (augment["seed"], *augment["knobs"])], page.augment, aug_inputs, augment["outputs"],
           trigger_mode="always_last", **queue)
 
 

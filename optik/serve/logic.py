@@ -7,9 +7,11 @@ the current image, float ``[0, 1]`` ``N x C x H x W`` for computed ones; :func:`
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,6 +116,15 @@ class AttackView:
     clean_class: int
     l2: float
     linf: float
+
+
+def whole_number(value: Any, name: str, *, low: int, high: int) -> int:
+    """``value`` (a number from the page, possibly a float such as 10.0) as an int in [low, high], or a
+    ConfigError that names the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value) or not low <= value <= high:
+        raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {value!r}")
+    return int(value)
 
 
 def make_page_attack(model: Classifier, *, method: str, eps: float, steps: int = 10, seed: int = 0):
