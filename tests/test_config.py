@@ -25,8 +25,14 @@ def test_unknown_key_suggests(tmp_path):
     ("lr", -1.0, "lr: expected a learning rate > 0"),
     ("val_fraction", 1.5, r"val_fraction: expected a fraction in \[0, 1\)"),
     ("precision", "8", "precision: expected one of 32, bf16-mixed"),
-    ("epochs", "three", "epochs.*expected int, got 'three'"),
-    ("epochs", 2.5, "expected int"),
+    ("epochs", "three", "epochs.*expected an integer, got 'three'"),
+    ("epochs", 2.5, "expected an integer"),
+    ("lr", "inf", "lr.*expected a finite number, got 'inf'"),
+    ("lr", float("nan"), "lr.*expected a finite number"),
+    ("lr", 1e300, "lr: expected at most 10.*got 1e\\+300.*likely typo"),
+    ("batch_size", 10**12, "batch_size: expected at most 1,048,576"),
+    ("brightness_range", [float("nan"), 1.0], "brightness_range: expected a finite number"),
+    ("width_shift_range", "nan", "width_shift_range.*expected a number"),
 ])
 def test_out_of_range(key, value, match):
     with pytest.raises(ConfigError, match=match):
