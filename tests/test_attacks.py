@@ -1,4 +1,6 @@
 """Attacks against references (torchattacks) on the same model and images, and the contract every attack keeps."""
+import shutil
+
 import pytest
 import torch
 
@@ -11,16 +13,24 @@ torchattacks = pytest.importorskip("torchattacks")
 
 
 @pytest.fixture(scope="module")
-def mnist(tmp_path_factory):
-    """A CNN trained briefly on mnist5k (about 96 % test accuracy) and 200 test images of all classes."""
+def mnist_run(tmp_path_factory):
+    """The run folder of a CNN trained briefly on mnist5k (about 96 % test accuracy). Tests that write into a run
+    folder copy it first."""
     out = tmp_path_factory.mktemp("attacks") / "run"
-    result = optik.train(data="mnist5k", epochs=2, augment="none", out=out, progress=False)
+    optik.train(data="mnist5k", epochs=2, augment="none", out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_run):
+    """The model of ``mnist_run`` and 200 test images of all classes."""
+    result = optik.load(mnist_run)
     from optik.api import _load_splits, make_config
 
     ds, splits = _load_splits(make_config(data="mnist5k"))
     idx = splits["test"][::5]
     x = ds.images[idx].float() / 255
-    return result.model.eval(), x, ds.labels[idx]
+    return result.eval(), x, ds.labels[idx]
 
 
 def _acc(model, x, y):
@@ -321,6 +331,30 @@ def test_attack_cli_writes_the_report_curve_and_gallery(mnist, tmp_path):
         assert (run / "attacks" / "pgd" / name).stat().st_size > 5000
     bad = run_optik("attack", run, "--eps", "0,x", check=False)
     assert bad.returncode == 2 and "expected --eps as comma-separated numbers" in bad.stderr
+
+
+def test_cw_defaults_to_l2_radii_and_reports_what_it_found_first(mnist_run, tmp_path):
+    """C&W used the Linf default radii as L2 thresholds and reported robust accuracy 0.98 at "eps 0.3" on a model
+    it fools almost always. Now L2 attacks default to L2 radii scaled with the image, and C&W's report opens with
+    its overall success and the mean / median L2 it needed."""
+    import json
+
+    from helpers import run_optik
+    from optik.robustness.evaluate import default_eps
+
+    assert default_eps("l2", (1, 28, 28)) == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    assert default_eps("l2", (3, 32, 32)) == [0.0, 0.99, 2.0, 3.0, 4.0, 5.9]  # x sqrt(3072 / 784), 2 digits
+    assert default_eps("linf", (3, 224, 224)) == [0.0, 0.05, 0.1, 0.2, 0.3]
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    out = run_optik("attack", run, "--method", "cw", "--n", "20")
+    report = json.loads((run / "attacks" / "cw" / "robustness.json").read_text())
+    assert [r["eps"] for r in report["per_eps"]] == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0] and report["norm"] == "l2"
+    m = report["minimal"]
+    assert m["attack_success_rate"] > 0.9 and 0 < m["l2_median"] < 3
+    assert out.stdout.index("minimal perturbation, unbounded") < out.stdout.index("L2 threshold")
+    assert f"{m['attack_success_rate']:.1%}" in out.stdout
+    assert "100 Adam steps per constant" in " ".join(run_optik("attack", "--help").stdout.split())
 
 
 def test_sanity_flags_name_what_they_saw():
