@@ -23,7 +23,7 @@ import time
 import torch
 
 import optik
-from optik.api import _load_splits, conform, make_config
+from optik.api import conform, make_config, open_run_data
 from optik.robustness import APGD, PGD, Strong
 
 
@@ -95,12 +95,12 @@ def main() -> None:
             print(json.dumps({"adversarial_training_s": round(train_s, 1)}), flush=True)
         standard = None if args.no_standard else optik.load(args.standard) if args.standard else \
             optik.train(data="mnist5k", out=f"{tmp}/std", progress=False).model
-    ds, splits = _load_splits(make_config(data="mnist5k"))
-    idx = splits["test"]
+    test = open_run_data(make_config(data="mnist5k")).splits["test"]
+    idx = torch.arange(len(test))
     if args.n < len(idx):  # a random subset: the split is sorted by class
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:args.n]]
-    x = conform(ds.images[idx], robust_model).float().div(255)
-    y = ds.labels[idx]
+    x = conform(test.take(idx), robust_model).float().div(255)
+    y = test.labels[idx]
     report = {"benchmark": "adversarial_training", "config": config,
               "train_minutes": round(train_s / 60, 2) if train_s else None,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": str(torch.__version__),

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 import optik
-from optik.api import _load_splits, conform, make_config
+from optik.api import conform
+from optik.runs import Run
 from optik.robustness import PGD, CarliniWagnerL2
 
 
@@ -60,10 +61,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or optik.train(data="mnist5k", out=f"{tmp}/std", progress=False).run_dir
         model = optik.load(run, device=args.device).eval()
-        ds, splits = _load_splits(make_config(data="mnist5k"))
-        idx = splits["test"]
-        x = conform(ds.images[idx], model).float().div(255).to(args.device)
-        y = ds.labels[idx].to(args.device)
+        test = Run.open(run).split("test")
+        x = conform(test.take(range(len(test))), model).float().div(255).to(args.device)
+        y = test.labels.to(args.device)
     out = {"benchmark": "attack_bench", "threads": args.threads, "device": args.device,
            "machine": platform.machine(), "torch": str(torch.__version__), "torchattacks": torchattacks.__version__}
 

@@ -20,19 +20,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from optik.api import _channel_stats
 from optik.augment import augment
 from optik.core.config import TrainConfig
 from optik.core.seed import generator
 from optik.data import TensorBatches, load_dataset, split_dataset
+from optik.data.handles import MemorySplit, channel_stats
 from optik.models import create_classifier
-from optik.training.datamodule import TensorDataModule
+from optik.training.datamodule import SplitDataModule
 from optik.training.trainer import fit
 
 
 def build(cfg, ds, splits):
     torch.manual_seed(cfg.seed)
-    mean, std = _channel_stats(ds.images[splits["train"]])
+    mean, std = channel_stats(MemorySplit(ds.images, splits["train"], ds.labels[splits["train"]], classes=ds.classes))
     return create_classifier(cfg.model, classes=ds.classes, in_channels=ds.channels, input_size=ds.image_size,
                              mean=mean, std=std)
 
@@ -75,8 +75,10 @@ def optik_fit(cfg: TrainConfig, ds, splits) -> float:
     model = build(cfg, ds, splits)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        fit(model, TensorDataModule(ds, splits, batch_size=cfg.batch_size, seed=cfg.seed), cfg, Path(tmp),
-            resume=False, progress=False)
+        train, val = (MemorySplit(ds.images, splits[k], ds.labels[splits[k]], classes=ds.classes)
+                      for k in ("train", "val"))
+        fit(model, SplitDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed), cfg, Path(tmp),
+            checkpoint=None, progress=False)
         return time.perf_counter() - start
 
 

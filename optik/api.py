@@ -11,24 +11,29 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from optik.core.config import TrainConfig, load_yaml, resolve_config
+from optik.core.config import TrainConfig, resolve_config
 from optik.core.errors import ConfigError, DataError, OptikWarning, RunError
-from optik.core.images import resize_uint8
-from optik.core.io import (RunLock, input_paths, new_run_dir, provenance, read_json, require_run_dir,
-                           resume_checkpoint, write_json, write_yaml)
+from optik.core.images import to_float
+from optik.core.io import (RunLock, input_paths, new_run_dir, provenance, read_json, resume_checkpoint,
+                           write_json, write_yaml)
+from optik.core.modes import eval_mode
 from optik.core.seed import seed_everything
-from optik.data.dataset import ImageDataset
-from optik.data.folder import IMAGE_EXTENSIONS, SkippedImagesWarning, decode_image, stack_images
-from optik.data.registry import load_dataset, split_dataset
-from optik.evaluation.evaluate import predict_logits, predict_proba
+from optik.data.folder import IMAGE_EXTENSIONS, SkippedImagesWarning, decode_image
+from optik.data.handles import DataHandle, Split, channel_stats
+from optik.data.registry import open_data
+from optik.evaluation.evaluate import predict_proba
 from optik.evaluation.figures import confusion_figure, save_figure
 from optik.models.classifier import Classifier
+from optik.models.inputs import conform, fit_images
 from optik.models.io import load_classifier, save_classifier
-from optik.models.registry import create_classifier
+from optik.models.registry import create_classifier, resolve_arch
+from optik.runs import Run
 
 log = logging.getLogger("optik")
 RUN_DIR_ENV = "OPTIK_RUN_DIR"  # lets data-parallel worker processes find the folder rank 0 created
-RESUMABLE_OVERRIDES = {"devices", "accelerator", "strategy", "num_nodes", "precision"}
+# options that change how a run computes, not what: a resumed run may set them anew
+RESUMABLE_OVERRIDES = {"devices", "accelerator", "strategy", "num_nodes", "precision", "stream", "max_memory_gb",
+                       "workers", "checkpoint_every"}
 
 
 @dataclass
@@ -50,22 +55,14 @@ def _is_worker_process() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def _load_splits(cfg: TrainConfig) -> tuple[ImageDataset, dict[str, torch.Tensor]]:
-    from optik.data.splits import limit_per_class, select_classes
-
-    ds = load_dataset(cfg.data, image_size=cfg.image_size, strict=cfg.strict)
-    splits = split_dataset(ds, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
-    if cfg.classes:
-        ds, splits = select_classes(ds, splits, [c.strip() for c in cfg.classes.split(",")])
-    if cfg.train_per_class:
-        splits["train"] = limit_per_class(ds.labels, splits["train"], cfg.train_per_class, seed=cfg.split_seed)
-    return ds, splits
-
-
-def _channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of ``uint8`` images, in [0, 1] units (std floored to avoid division by 0)."""
-    x = images.double().div(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist()
+def open_run_data(cfg: TrainConfig, **overrides: Any) -> DataHandle:
+    """The data a training config names, as split handles (in memory, or streamed from files)."""
+    values = dict(data=cfg.data, image_size=cfg.image_size, strict=cfg.strict, val_fraction=cfg.val_fraction,
+                  test_fraction=cfg.test_fraction, split_seed=cfg.split_seed,
+                  classes=[c.strip() for c in cfg.classes.split(",")] if cfg.classes else None,
+                  train_per_class=cfg.train_per_class, stream=cfg.stream, max_memory_gb=cfg.max_memory_gb,
+                  workers=cfg.workers)
+    return open_data(**{**values, **overrides})
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -93,8 +90,8 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     worker = _is_worker_process()
     checkpoint = None
     if resume is not None:
-        run = require_run_dir(resume, "config.yaml")
-        saved = _classification_run_config(run)
+        opened = Run.open(resume, kind="classifier", finished=False)
+        run, saved = opened.path, opened.saved
         checkpoint = resume_checkpoint(run, resume_from)
         before = make_config(saved["config"]).to_dict()
         cfg = make_config(saved["config"], **overrides)  # flags arrive as strings: compare converted values
@@ -111,13 +108,14 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
                      ", ".join(f"{k} {v} (not {STANDARD_DEFAULTS[k]})" for k, v in cfg.adversarial_defaults.items()))
     seed_everything(cfg.seed)
     # Data and model first: a typo in either fails before any folder is made.
-    ds, splits = _load_splits(cfg)
-    if ds.meta.get("outside_manifest_folder") and not worker:
+    data = open_run_data(cfg)
+    if data.meta.get("outside_manifest_folder") and not worker:
         log.info("%d of the manifest's images lie outside its folder (recorded in config.yaml and the report)",
-                 ds.meta["outside_manifest_folder"])
-    mean, std = _channel_stats(ds.images[splits["train"]])
-    model = create_classifier(cfg.model, classes=ds.classes, in_channels=ds.channels, input_size=ds.image_size,
-                              mean=mean, std=std, net_input_size=cfg.input_size,
+                 data.meta["outside_manifest_folder"])
+    zoo = bool(resolve_arch(cfg.model, data.image_size).get("timm"))  # brings its own mean / std
+    mean, std = (None, None) if zoo else channel_stats(data.splits["train"], seed=cfg.split_seed)
+    model = create_classifier(cfg.model, classes=data.classes, in_channels=data.channels,
+                              input_size=data.image_size, mean=mean, std=std, net_input_size=cfg.input_size,
                               pretrained=cfg.pretrained and resume is None)
     if cfg.weights and resume is None:
         from optik.models.transfer import load_backbone_weights
@@ -136,38 +134,35 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
             run = new_run_dir(out, prefix=prefix, overwrite=overwrite, protect=input_paths(cfg))
             lock = RunLock(run).acquire()
             write_yaml(run / "config.yaml", {"command": "train", **provenance(), "config": cfg.to_dict(),
-                                             "data": _data_summary(ds, splits)})
+                                             "data": data.summary()})
     elif not worker:
         lock = RunLock(run).acquire()
     try:
-        return _fit_and_report(model, cfg, ds, splits, run, checkpoint=checkpoint, worker=worker,
+        return _fit_and_report(model, cfg, data, run, checkpoint=checkpoint, worker=worker,
                                progress=progress and not worker)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _fit_and_report(model: Classifier, cfg: TrainConfig, ds: ImageDataset, splits: dict, run: Path, *,
+def _fit_and_report(model: Classifier, cfg: TrainConfig, data: DataHandle, run: Path, *,
                     checkpoint: Path | None, worker: bool, progress: bool) -> TrainResult:
-    from optik.training.datamodule import TensorDataModule  # Lightning loads in seconds: only when training
+    from optik.training.datamodule import SplitDataModule  # Lightning loads in seconds: only when training
     from optik.training.trainer import fit
 
     os.environ[RUN_DIR_ENV] = str(run)
     if not worker:
-        log.info("%s: %s; run folder %s", "resuming" if checkpoint else "training", ds.describe(), run)
-    datamodule = TensorDataModule(ds, splits, batch_size=cfg.batch_size, seed=cfg.seed)
+        log.info("%s: %s; run folder %s", "resuming" if checkpoint else "training", data.describe(), run)
+    datamodule = SplitDataModule(data.splits["train"], data.splits.get("val"), batch_size=cfg.batch_size,
+                                 seed=cfg.seed, workers=cfg.workers)
     model, trainer = fit(model, datamodule, cfg, run, checkpoint=checkpoint, progress=progress)
     if not trainer.is_global_zero:
         return TrainResult(run, None, None)
-    model = model.to(memory_format=torch.contiguous_format).cpu().eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()
     save_classifier(model, run)
-    metrics = _evaluate_split(model, ds, splits, "test", run)
-    return TrainResult(run, model, metrics)
-
-
-def _data_summary(ds: ImageDataset, splits: dict[str, torch.Tensor]) -> dict:
-    return {"name": ds.name, "n": len(ds), "classes": ds.classes, "channels": ds.channels,
-            "image_size": list(ds.image_size), "splits": {k: len(v) for k, v in splits.items()}, **ds.meta}
+    metrics = _evaluate_split(model, data, "test", run, device=trainer.strategy.root_device)  # where it trained
+    data.warn_skipped()
+    return TrainResult(run, model.cpu(), metrics)
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -193,7 +188,7 @@ def available_device(device: str | torch.device) -> torch.device:
 def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "test", positive: str | None = None,
              threshold: float = 0.5, target_sensitivity: float | None = None,
              target_specificity: float | None = None, calibrate: bool = False, n_boot: int = 2000,
-             seed: int = 0, strict: bool = False) -> dict:
+             seed: int = 0, strict: bool = False, device: str | torch.device = "cpu") -> dict:
     """Evaluate a run's model on a split of its own data (default) or of another dataset with the same classes.
 
     Beyond the confusion matrix and its metrics, the report holds bootstrapped 95 % intervals (``n_boot``
@@ -203,24 +198,32 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
 
     Writes ``metrics.json`` and ``figures/`` (confusion matrix, reliability diagram, most confident mistakes,
     ROC / precision-recall when binary) into the run folder for the run's own test split with default options,
-    else into ``evaluations/<data>-<split>[-<options>]/`` inside it. Returns the report.
+    else into ``evaluations/<data>-<split>[-<options>]/`` inside it. Returns the report. The model runs on
+    ``device``, in batches streamed from the run's data (bounded memory whatever the split's size).
     """
     from optik.evaluation.evaluate import EvalOptions, check_binary_options
 
     opts = EvalOptions(positive=positive, threshold=threshold, target_sensitivity=target_sensitivity,
                        target_specificity=target_specificity, calibrate=calibrate, n_boot=n_boot, seed=seed)
-    run, saved, model, ds, splits = _run_and_split(run, split, strict=strict, **({"data": data} if data else {}))
-    if ds.classes != model.classes:
-        raise DataError(f"the model was trained on classes {model.classes}, but {ds.name!r} has {ds.classes}")
+    opened = Run.open(run, kind="classifier")
+    saved, device = opened.config, available_device(device)
+    model = opened.model(device)
+    handle = opened.data(**({"data": data} if data else {}), strict=strict or None)
+    if split not in handle.splits:
+        raise ConfigError(f"expected --split to be one of {sorted(handle.splits)}, got {split!r}")
+    if handle.classes != model.classes:
+        raise DataError(f"the model was trained on classes {model.classes}, but {handle.name!r} has {handle.classes}")
     check_binary_options(model.classes, opts)
     own = data in (None, saved.data)
     val = None
     if opts.needs_validation:  # the run's own validation split, whatever data is evaluated
-        own_ds, own_splits = (ds, splits) if own else _load_splits(saved)
-        val = _split_logits(model, own_ds, own_splits, "val") if len(own_splits.get("val", [])) else None
+        own_val = (handle if own else opened.data()).splits.get("val")
+        val = split_logits(model, own_val, device=device) if own_val is not None and len(own_val) else None
     default = own and split == "test" and opts == EvalOptions()
-    out = run if default else run / "evaluations" / _evaluation_name(data or saved.data, split, opts)
-    return _evaluate_split(model, ds, splits, split, out, opts, val=val)
+    out = opened.path if default else opened.path / "evaluations" / _evaluation_name(data or saved.data, split, opts)
+    report = _evaluate_split(model, handle, split, out, opts, val=val, device=device)
+    handle.warn_skipped()
+    return report
 
 
 def _evaluation_name(data: str, split: str, opts) -> str:
@@ -231,44 +234,32 @@ def _evaluation_name(data: str, split: str, opts) -> str:
     return "-".join(parts + (["calibrated"] if opts.calibrate else []))
 
 
-def _split_logits(model: Classifier, ds: ImageDataset, splits: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
-    idx = splits[split]
-    return predict_logits(model, conform(ds.images[idx], model)), ds.labels[idx].numpy()
+def split_logits(model: Classifier, split: Split, *, device: str | torch.device = "cpu", batch_size: int = 512
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's logits (float64) on every image of a split, and their labels; batches are streamed to
+    ``device`` and conformed to the model there, and the logits stay there until the end (no copy per batch)."""
+    device = torch.device(device)
+    out, labels = [], []
+    with torch.inference_mode(), eval_mode(model):
+        for images, y in split.batches(batch_size, device=device):
+            x = conform(images.to(device, non_blocking=True), model)
+            out.append(model(to_float(x)).double())
+            labels.append(y.to(device, non_blocking=True))
+    if not out:
+        return np.zeros((0, model.num_classes)), np.zeros(0, dtype=np.int64)
+    return torch.cat(out).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
-def _classification_run_config(run: Path) -> dict:
-    """A run folder's saved ``config.yaml``, refusing a run of another command (a GAN or VAE) by name."""
-    saved = load_yaml(run / "config.yaml")
-    command = saved.get("command", "train")
-    if command != "train":
-        raise RunError(f"expected a classification run (`optik train`), got {str(run)!r}, a run of "
-                       f"`optik {command}`; use `optik sample`, `optik interpolate` or `optik quality` with it")
-    return saved
-
-
-def _run_and_split(run: str | os.PathLike, split: str, *, device: str | torch.device = "cpu", **overrides: Any):
-    """A finished run's folder, saved config, model, and its data (``overrides`` on the saved config), checking
-    that ``split`` exists: what evaluating or attacking a run starts with."""
-    run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
-    saved = make_config(_classification_run_config(run)["config"])
-    model = load(run, device=device)
-    ds, splits = _load_splits(make_config(saved, **overrides))
-    if split not in splits:
-        raise ConfigError(f"expected --split to be one of {sorted(splits)}, got {split!r}")
-    return run, saved, model, ds, splits
-
-
-def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: str, out: Path, opts=None, *,
-                    val: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def _evaluate_split(model: Classifier, data: DataHandle, split: str, out: Path, opts=None, *,
+                    val: tuple[np.ndarray, np.ndarray] | None = None, device: str | torch.device = "cpu") -> dict:
     """Evaluate on one split; write ``metrics.json`` and the figures into ``out``."""
     from optik.evaluation.evaluate import EvalOptions, full_evaluation
     from optik.evaluation.figures import mistakes_figure, reliability_figure, roc_pr_figure
 
-    idx = splits[split]
-    images = conform(ds.images[idx], model)
-    ev = full_evaluation(predict_logits(model, images), ds.labels[idx].numpy(), model.classes, opts or EvalOptions(),
-                         val=val)
-    report = {"data": ds.name, "split": split, **ev.report}
+    handle = data.splits[split]
+    logits, labels = split_logits(model.to(device), handle, device=device)
+    ev = full_evaluation(logits, labels, model.classes, opts or EvalOptions(), val=val)
+    report = {"data": data.name, "split": split, **ev.report}
     figures = out / "figures"
     if report["confusion_matrix"] is not None:
         save_figure(confusion_figure(np.array(report["confusion_matrix"]), model.classes, title=f"{split}"),
@@ -277,7 +268,7 @@ def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: st
         (figures / "confusion_matrix.png").unlink(missing_ok=True)
     save_figure(reliability_figure(report["calibration"]["before"], title=f"{split}", after=ev.calibrated_bins),
                 figures / "reliability.png")
-    fig = mistakes_figure(images, ev.probs, ev.y_true, model.classes)
+    fig = mistakes_figure(lambda idx: conform(handle.take(idx), model), ev.probs, ev.y_true, model.classes)
     (save_figure(fig, figures / "mistakes.png") if fig is not None
      else (figures / "mistakes.png").unlink(missing_ok=True))
     if ev.curves:
@@ -285,22 +276,6 @@ def _evaluate_split(model: Classifier, ds: ImageDataset, splits: dict, split: st
                                   points=ev.curves["points"]), figures / "roc_pr.png")
     write_json(out / "metrics.json", report)
     return report
-
-
-def conform(images: torch.Tensor, model: Classifier) -> torch.Tensor:
-    """Resize ``uint8`` images and adapt their channels (grey <-> RGB) to what ``model`` expects."""
-    c = model.in_channels
-    if images.shape[1] != c:
-        if images.shape[1] == 1 and c == 3:
-            images = images.expand(-1, 3, -1, -1)
-        elif images.shape[1] == 3 and c == 1:
-            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            images = (images.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-        else:
-            raise DataError(f"expected images with {c} channel(s), got {images.shape[1]}")
-    if tuple(images.shape[2:]) != model.input_size:
-        images = resize_uint8(images, model.input_size)
-    return images.contiguous()
 
 
 # ------------------------------------------------------------------------------------------------ predict
@@ -347,12 +322,6 @@ def predict(run_or_model: str | os.PathLike | Classifier, images: str | os.PathL
     return sorted(results, key=lambda r: order[r["path"]])
 
 
-def fit_images(arrays: Sequence[np.ndarray], model: Classifier) -> torch.Tensor:
-    """Decoded images (``uint8`` ``H x W`` or ``H x W x 3``, any sizes) as ``uint8`` ``N x C x H x W`` for
-    ``model``: resized and grey/RGB converted as every command that reads image files does."""
-    return conform(stack_images(list(arrays), size=model.input_size, channels=model.in_channels), model)
-
-
 def top_k_classes(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
     """``[{"class", "probability"}]`` of the ``k`` most probable classes of one image, most probable first."""
     top = np.argsort(-probs, kind="stable")[:min(k, len(classes))]
@@ -361,10 +330,10 @@ def top_k_classes(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dic
 
 def run_info(run: str | os.PathLike) -> dict:
     """The saved config and metrics of a run folder."""
-    run = require_run_dir(run, "config.yaml")
-    info = {"config": load_yaml(run / "config.yaml")}
-    if (run / "metrics.json").is_file():
-        info["metrics"] = read_json(run / "metrics.json")
+    opened = Run.open(run, finished=False)
+    info = {"config": opened.saved}
+    if (opened.path / "metrics.json").is_file():
+        info["metrics"] = read_json(opened.path / "metrics.json")
     return info
 
 
@@ -394,10 +363,15 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence
         raise ConfigError(f"expected one or more eps >= 0, got {list(eps)}")
     if n is not None and n < 1:
         raise ConfigError(f"expected n >= 1 images (None, or 0 on the command line: all of the split), got {n}")
-    run, _, model, ds, splits = _run_and_split(run, split, device=device)
-    idx = random_subset(splits[split], n or None, seed=seed)
-    x = conform(ds.images[idx], model).to(device).float().div_(255)
-    y = ds.labels[idx].to(device)
+    opened = Run.open(run, kind="classifier")
+    device = available_device(device)
+    model, data = opened.model(device), opened.data()
+    if split not in data.splits:
+        raise ConfigError(f"expected --split to be one of {sorted(data.splits)}, got {split!r}")
+    handle = data.splits[split]
+    idx = random_subset(torch.arange(len(handle)), n or None, seed=seed)
+    x = to_float(conform(handle.take(idx).to(device), model))  # n images: bounded whatever the split's size
+    y = handle.labels[idx].to(device)
     norm = attack_norm(method, attack_options)
     if eps is None:
         eps = default_eps(norm, x.shape[1:])
@@ -408,8 +382,8 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence
                       f"CIFAR's usual Linf radius)", OptikWarning, stacklevel=2)
     report, results = robustness_curve(model, x, y, method=method, eps=eps, batch_size=batch_size, seed=seed,
                                        **attack_options)
-    report = {"run": str(run), "data": ds.name, "split": split, **report}
-    out = run / "attacks" / method
+    report = {"run": str(opened.path), "data": data.name, "split": split, **report}
+    out = opened.path / "attacks" / method
     write_json(out / "robustness.json", report)
     save_figure(curve_figure(report), out / "robustness.png")
     shown = pick_gallery_eps(report)

@@ -109,7 +109,7 @@ def cmd_evaluate(args) -> None:
     report = optik.evaluate(args.run, data=args.data, split=args.split, positive=args.positive,
                             threshold=args.threshold, target_sensitivity=args.target_sensitivity,
                             target_specificity=args.target_specificity, calibrate=args.calibrate,
-                            n_boot=args.bootstrap, seed=args.seed, strict=args.strict)
+                            n_boot=args.bootstrap, seed=args.seed, strict=args.strict, device=args.device)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resamples for the 95%% confidence intervals (0: none)")
     s.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
     s.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
+    s.add_argument("--device", default="cpu", help="where the model runs: cpu | cuda | cuda:1 ... (in batches)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_evaluate)
 

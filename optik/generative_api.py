@@ -15,16 +15,17 @@ import numpy as np
 import torch
 
 from optik.core import seed as random
-from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, load_yaml, resolve_config
-from optik.core.errors import ConfigError, RunError
-from optik.core.io import (RunLock, atomic_write, input_paths, new_run_dir, provenance, require_run_dir,
+from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, resolve_config
+from optik.core.errors import ConfigError
+from optik.core.io import (RunLock, atomic_write, input_paths, new_run_dir, provenance,
                            resume_checkpoint, write_json, write_yaml)
 from optik.core.seed import generator, seed_everything
 from optik.data.registry import load_dataset, split_dataset
 from optik.data.splits import random_subset
 from optik.generative.metrics import (ClassifierFeatures, FeatureStats, InceptionFeatures, extract_features,
                                       frechet_distance, sample_quality)
-from optik.generative.models import GenerativeModel, VAEModel, load_generative, save_generative
+from optik.generative.models import GenerativeModel, VAEModel, save_generative
+from optik.runs import Run
 
 log = logging.getLogger("optik")
 KINDS = {"gan": GANConfig, "vae": VAEConfig}
@@ -125,13 +126,13 @@ def train_vae(config=None, *, out=None, overwrite: bool = False, resume=None, pr
 def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, **overrides: Any) -> GenerativeResult:
     checkpoint = None
     if resume is not None:
-        run = require_run_dir(resume, "config.yaml")
-        saved = load_yaml(run / "config.yaml")
-        if saved.get("command") != f"{kind} train":
+        opened = Run.open(resume, finished=False)
+        run = opened.path
+        if opened.kind != kind:
             raise ConfigError(f"cannot resume {str(run)!r} with `optik {kind} train`: it was made by "
-                              f"`optik {saved.get('command')}`")
+                              f"`optik {opened.command}`")
         checkpoint = resume_checkpoint(run, "last")
-        cfg = make_generative_config(kind, saved["config"])
+        cfg = opened.config
         if overrides:
             raise ConfigError(f"cannot change {sorted(overrides)} when resuming {str(run)!r}; start a new run")
     else:
@@ -156,7 +157,8 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
 def _fit_generative_run(kind: str, cfg, ds, splits, run: Path, *, checkpoint: Path | None, extractor, classifier,
                         progress: bool) -> GenerativeResult:
     from optik.training.callbacks import SampleMonitor
-    from optik.training.datamodule import TensorDataModule
+    from optik.data.handles import MemorySplit
+    from optik.training.datamodule import SplitDataModule
     from optik.training.generative import GANTask, VAETask
     from optik.training.trainer import fit_generative
 
@@ -166,8 +168,10 @@ def _fit_generative_run(kind: str, cfg, ds, splits, run: Path, *, checkpoint: Pa
     reference = (FeatureStats.from_features(extract_features(extractor, ds.images[splits["train"]]))
                  if extractor is not None else None)
     monitor = SampleMonitor(extractor, reference, every=cfg.quality_every, n=cfg.quality_samples, seed=cfg.seed)
-    datamodule = TensorDataModule(ds, splits if kind == "vae" else {**splits, "val": splits["train"][:0]},
-                                  batch_size=cfg.batch_size, seed=cfg.seed)
+    train = MemorySplit(ds.images, splits["train"], ds.labels[splits["train"]], classes=ds.classes)
+    val = MemorySplit(ds.images, splits["val"], ds.labels[splits["val"]], classes=ds.classes) \
+        if kind == "vae" and len(splits.get("val", ())) else None
+    datamodule = SplitDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed)
     start, batches_before = time.perf_counter(), int(task.batches_done)
     trainer = fit_generative(task, datamodule, cfg, run, checkpoint=checkpoint, progress=progress, monitor=monitor)
     seconds = time.perf_counter() - start
@@ -249,7 +253,7 @@ def _write_figures(model: GenerativeModel, ds, splits, run: Path, *, seed: int) 
 # ------------------------------------------------------------------------------------------------ use
 def load_generator(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> GenerativeModel:
     """The trained GAN generator or VAE of a run folder."""
-    return load_generative(run, map_location=device)
+    return Run.open(run, kind="generative").model(device)
 
 
 def sample(run: str | os.PathLike | GenerativeModel, *, n: int = 64, out: str | os.PathLike | None = None,
@@ -321,8 +325,7 @@ def interpolate(run: str | os.PathLike | GenerativeModel, *, out: str | os.PathL
     model = run if isinstance(run, GenerativeModel) else load_generator(run)
     real = None
     if isinstance(model, VAEModel) and not isinstance(run, GenerativeModel):
-        cfg = make_generative_config("vae", load_yaml(Path(run) / "config.yaml")["config"])
-        ds, splits = _splits(cfg)
+        ds, splits = _splits(Run.open(run, kind="vae").config)
         pick = splits["test"][random.randperm(len(splits["test"]), generator=generator(seed, "pairs"))[:2 * rows]]
         real = ds.images[pick].float() / 255
     fig = interpolation_figure(model, seed=seed, method=method, rows=rows, steps=steps, real=real)
@@ -333,13 +336,8 @@ def quality(run: str | os.PathLike, *, n: int | None = None, features: str | Non
             codes: str | None = None) -> dict:
     """Sample quality of a trained run against its test split (FID, KID, precision / recall, class histogram);
     ``codes``: as for :func:`sample`."""
-    run = require_run_dir(run, "config.yaml", "model.json", "model.safetensors")
-    saved = load_yaml(run / "config.yaml")
-    kind = saved.get("command", "").split(" ")[0]
-    if kind not in KINDS:
-        raise RunError(f"expected a run of `optik gan train` or `optik vae train`, got one of "
-                       f"`optik {saved.get('command')}`")
-    cfg = make_generative_config(kind, saved["config"])
+    opened = Run.open(run, kind="generative")
+    run, cfg = opened.path, opened.config
     ds, splits = _splits(cfg)
     extractor, classifier = feature_extractor(features or cfg.features, cfg, ds, splits)
     model = load_generator(run)

@@ -24,13 +24,11 @@ def mnist_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mnist(mnist_run):
     """The model of ``mnist_run`` and 200 test images of all classes."""
-    result = optik.load(mnist_run)
-    from optik.api import _load_splits, make_config
+    from optik.runs import Run
 
-    ds, splits = _load_splits(make_config(data="mnist5k"))
-    idx = splits["test"][::5]
-    x = ds.images[idx].float() / 255
-    return result.eval(), x, ds.labels[idx]
+    test = Run.open(mnist_run).split("test")
+    idx = torch.arange(0, len(test), 5)
+    return optik.load(mnist_run).eval(), test.take(idx).float() / 255, test.labels[idx]
 
 
 def _acc(model, x, y):
@@ -186,11 +184,11 @@ def few_classes(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("few") / "run"
     optik.train(data="mnist5k", classes=request.param, model="cnn-small", epochs=4, batch_size=32, augment="none",
                 out=out, progress=False)
-    from optik.api import _run_and_split
+    from optik.runs import Run
 
-    _, _, model, ds, splits = _run_and_split(out, "test")
-    idx = splits["test"][:120]
-    return model.eval(), ds.images[idx].float() / 255, ds.labels[idx]
+    run = Run.open(out)
+    test, idx = run.split("test"), torch.arange(120)
+    return run.model().eval(), test.take(idx).float() / 255, test.labels[idx]
 
 
 @pytest.mark.parametrize("method", ["apgd", "apgd-t", "strong"])

@@ -55,11 +55,10 @@ def run(small_mnist_run):
 @pytest.fixture(scope="module")
 def files(run, tmp_path_factory):
     """A digit of the run's test split as PNG; a text file and a truncated PNG; a file over the upload limit."""
-    from optik.api import _run_and_split
+    from optik.runs import Run
 
     d = tmp_path_factory.mktemp("e2e-files")
-    _, _, _, ds, splits = _run_and_split(run, "test")
-    Image.fromarray(ds.images[splits["test"][7], 0].numpy()).save(d / "digit.png")
+    Image.fromarray(Run.open(run).split("test").take([7])[0, 0].numpy()).save(d / "digit.png")
     (d / "notes.png").write_text("a text file with an image's name\n")
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(noise).save(d / "noise.png")  # about 12 KB

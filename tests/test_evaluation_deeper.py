@@ -230,20 +230,19 @@ def faces(tmp_path_factory):
 
 def test_evaluate_target_sensitivity_is_chosen_on_validation_and_reported_on_test(faces):
     report = json.loads(run_optik("evaluate", faces, "--target-sensitivity", "0.9", "--json").stdout)
-    from optik.api import _load_splits, _split_logits, make_config
-    from optik.core.config import load_yaml
+    from optik.api import split_logits
+    from optik.runs import Run
 
-    model = optik.load(faces)
-    ds, splits = _load_splits(make_config(load_yaml(faces / "config.yaml")["config"]))
+    model, data = optik.load(faces), Run.open(faces).data()
     pos = model.classes.index(report["binary"]["positive"])
-    val_z, val_y = _split_logits(model, ds, splits, "val")
+    val_z, val_y = split_logits(model, data.splits["val"])
     val_p = softmax(val_z)
     b = report["binary"]
     assert b["threshold_source"] == "val" and b["target"] == {"sensitivity": 0.9}
     assert b["threshold"] == pytest.approx(threshold_for(val_p[:, pos], val_y == pos, sensitivity=0.9))
     assert operating_point(val_p[:, pos], val_y == pos, b["threshold"])["sensitivity"] >= 0.9
 
-    test_z, test_y = _split_logits(model, ds, splits, "test")
+    test_z, test_y = split_logits(model, data.splits["test"])
     test_p = softmax(test_z)
     point = operating_point(test_p[:, pos], test_y == pos, b["threshold"])
     assert (b["tp"], b["fp"], b["tn"], b["fn"]) == (point["tp"], point["fp"], point["tn"], point["fn"])
@@ -255,15 +254,14 @@ def test_evaluate_target_sensitivity_is_chosen_on_validation_and_reported_on_tes
 
 def test_evaluate_calibrate_fits_the_temperature_on_validation(faces):
     report = optik.evaluate(faces, calibrate=True, n_boot=200)
-    from optik.api import _load_splits, _split_logits, make_config
-    from optik.core.config import load_yaml
+    from optik.api import split_logits
+    from optik.runs import Run
 
-    model = optik.load(faces)
-    ds, splits = _load_splits(make_config(load_yaml(faces / "config.yaml")["config"]))
+    model, data = optik.load(faces), Run.open(faces).data()
     c = report["calibration"]
-    val_z, val_y = _split_logits(model, ds, splits, "val")
+    val_z, val_y = split_logits(model, data.splits["val"])
     assert c["temperature"] == pytest.approx(reference_temperature(val_z, val_y), rel=1e-4)
-    test_z, test_y = _split_logits(model, ds, splits, "test")
+    test_z, test_y = split_logits(model, data.splits["test"])
     assert c["before"]["ece"] == pytest.approx(calibration_bins(softmax(test_z), test_y)["ece"], abs=1e-12)
     assert c["after"]["ece"] == pytest.approx(
         calibration_bins(softmax(test_z / c["temperature"]), test_y)["ece"], abs=1e-9)

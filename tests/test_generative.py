@@ -358,10 +358,11 @@ def test_bad_generative_input_gets_clear_errors(tmp_path, gan_run, small_classif
 
 def test_quality_on_a_subset_compares_with_every_class(gan_run):
     """The test split is sorted by class: --n must draw across it, not take its first (all-zero) images."""
-    from optik.api import _load_splits, make_config
+    from optik.data import load_dataset, split_dataset
     from optik.data.splits import random_subset
 
-    ds, splits = _load_splits(make_config(data="mnist5k"))
+    ds = load_dataset("mnist5k")
+    splits = split_dataset(ds, val_fraction=0.1, test_fraction=0.2, seed=0)
     idx = splits["test"]
     assert len(set(ds.labels[idx[:50]].tolist())) == 1  # the trap
     pick = random_subset(idx, 50, seed=0)

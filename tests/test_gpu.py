@@ -31,11 +31,10 @@ def test_adversarial_training_runs_on_cuda(method, tmp_path):
 @pytest.mark.parametrize("method", sorted(ATTACKS))
 def test_every_attack_runs_on_cuda_and_keeps_the_contract(cuda_run, method):
     model = optik.load(cuda_run, device="cuda")
-    from optik.api import _run_and_split
+    from optik.runs import Run
 
-    _, _, _, ds, splits = _run_and_split(cuda_run, "test")
-    idx = splits["test"][:64]
-    x, y = (ds.images[idx].float() / 255).cuda(), ds.labels[idx].cuda()
+    test = Run.open(cuda_run).split("test")
+    x, y = (test.take(range(64)).float() / 255).cuda(), test.labels[:64].cuda()
     eps = {"pgd-l2": 3.0, "cw": None}.get(method, 0.3)
     kw = {"steps": 5} if method in ("pgd", "pgd-l2", "apgd", "apgd-t", "strong") else {}
     result = make_attack(method, model, eps=eps, **kw)(x, y)

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from optik.core import seed as random
-from optik.core.errors import ConfigError
+from optik.core.errors import ConfigError, short
 
 FILL_MODES = ("nearest", "reflect", "wrap", "constant")
 GEOMETRIC = ("rotation", "shift", "shear", "zoom")
@@ -99,29 +99,30 @@ class AugmentConfig:
             value = getattr(self, name)
             values = list(value) if isinstance(value, (list, tuple)) else [] if value is None else [value]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-                raise ConfigError(f"{name}: expected finite numbers, got {value!r}")
+                raise ConfigError(f"{name}: expected finite numbers, got {short(value)}")
         if self.fill_mode not in FILL_MODES:
-            raise ConfigError(f"fill_mode: expected one of {', '.join(FILL_MODES)}, got {self.fill_mode!r}")
+            raise ConfigError(f"fill_mode: expected one of {', '.join(FILL_MODES)}, got {short(self.fill_mode)}")
         for name in ("rotation_range", "shear_range", "channel_shift_range"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: expected a value >= 0 (a range -v..v), got {getattr(self, name)}")
+                raise ConfigError(f"{name}: expected a value >= 0 (a range -v..v), got {short(getattr(self, name))}")
         if not 0 <= self.p <= 1:
-            raise ConfigError(f"p: expected a probability in [0, 1], got {self.p}")
+            raise ConfigError(f"p: expected a probability in [0, 1], got {short(self.p)}")
         for name in ("width_shift_range", "height_shift_range"):
             spec = getattr(self, name)
             values = list(spec) if isinstance(spec, (list, tuple)) else [spec]
             numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
             if not values or not numbers or (not isinstance(spec, (list, tuple)) and spec < 0):
                 raise ConfigError(f"{name}: expected a number >= 0 (a float: fraction or pixels; an integer: whole "
-                                  f"pixels) or a non-empty list of numbers, got {spec!r}")
+                                  f"pixels) or a non-empty list of numbers, got {short(spec)}")
         lo, hi = self.zoom_bounds
         if isinstance(self.zoom_range, (int, float)) and not 0 <= self.zoom_range < 1:
             raise ConfigError(f"zoom_range: expected a float z in [0, 1) (zoom between 1 - z and 1 + z) or a pair "
-                              f"(lo, hi), got {self.zoom_range!r}")
+                              f"(lo, hi), got {short(self.zoom_range)}")
         if not 0 < lo <= hi:
-            raise ConfigError(f"zoom_range: expected a pair (lo, hi) with 0 < lo <= hi, got {self.zoom_range!r}")
-        if self.brightness_range is not None and len(self.brightness_range) != 2:
-            raise ConfigError(f"brightness_range: expected a pair (lo, hi), got {self.brightness_range!r}")
+            raise ConfigError(f"zoom_range: expected a pair (lo, hi) with 0 < lo <= hi, got {short(self.zoom_range)}")
+        if self.brightness_range is not None and (not isinstance(self.brightness_range, (list, tuple))
+                                                  or len(self.brightness_range) != 2):
+            raise ConfigError(f"brightness_range: expected a pair (lo, hi), got {short(self.brightness_range)}")
 
     @property
     def zoom_bounds(self) -> tuple[float, float]:
@@ -129,7 +130,7 @@ class AugmentConfig:
         if isinstance(z, (int, float)):
             return 1 - z, 1 + z
         if len(z) != 2:
-            raise ConfigError(f"zoom_range: expected a float or a pair (lo, hi), got {z!r}")
+            raise ConfigError(f"zoom_range: expected a float or a pair (lo, hi), got {short(z)}")
         return float(z[0]), float(z[1])
 
 

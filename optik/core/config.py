@@ -96,6 +96,9 @@ class TrainConfig:
     split_seed: int = _field(0, "fixes the train/val/test split independently of `seed`")
     seed: int = _field(0, "initialization, shuffling, augmentation, dropout")
     early_stopping: int = _field(0, "patience in epochs on val accuracy; 0 = off")
+    checkpoint_every: int = _field(0, "also write checkpoints/last.ckpt every N optimizer steps within an epoch (with "
+                                      "the data position and random state: --resume continues mid-epoch); 0: at the "
+                                      "end of each epoch only")
     keep: str = _field("last", "weights saved as the model: last (end of the schedule) | best (val accuracy)")
     precision: str = _field("32", "32 | bf16-mixed | 16-mixed | 64")
     accelerator: str = _field("auto", "auto | cpu | gpu | mps")
@@ -103,6 +106,11 @@ class TrainConfig:
     strategy: str = _field("auto", "auto | ddp | ddp_spawn | ...")
     num_nodes: int = _field(1, "machines (with torchrun or SLURM)")
     strict: bool = _field(False, "a corrupt image stops loading instead of being skipped with a warning")
+    stream: bool = _field(False, "folders and manifests: decode images in worker processes as batches are needed, "
+                                 "even when they would fit in memory")
+    max_memory_gb: float = _field(4.0, "folders and manifests: decode into memory when the decoded, resized images "
+                                       "take at most this many GiB; stream them from their files otherwise")
+    workers: int | None = _field(None, "processes decoding streamed images (default: this machine's cores)")
     log_shards: bool = _field(False, "write the sample indices each rank saw (for checking DDP sharding)")
 
     def __post_init__(self) -> None:
@@ -131,6 +139,8 @@ class TrainConfig:
         _check(0 <= self.val_fraction < 1, "val_fraction", "a fraction in [0, 1)", self.val_fraction)
         _check(0 < self.test_fraction < 1, "test_fraction", "a fraction in (0, 1)", self.test_fraction)
         _check(self.early_stopping >= 0, "early_stopping", "a patience in epochs >= 0", self.early_stopping)
+        _check(self.checkpoint_every >= 0, "checkpoint_every", "steps >= 0 (0: end of epoch only)",
+               self.checkpoint_every)
         _check(self.devices >= 1, "devices", "an integer >= 1", self.devices)
         _check(self.num_nodes >= 1, "num_nodes", "an integer >= 1", self.num_nodes)
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
@@ -165,6 +175,8 @@ class TrainConfig:
                "None or an integer >= 1", self.train_per_class)
         _check(self.backbone_lr_scale > 0, "backbone_lr_scale", "a factor > 0", self.backbone_lr_scale)
         _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
+        _check(self.max_memory_gb >= 0, "max_memory_gb", "GiB >= 0 (0: always stream)", self.max_memory_gb)
+        _check(self.workers is None or 0 <= self.workers <= 256, "workers", "None or 0 to 256 processes", self.workers)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,4 +1,5 @@
-"""Image trees (one folder per class) and CSV manifests (``path,label``), decoded once into memory."""
+"""Image trees (one folder per class) and CSV manifests (``path,label``): listed without decoding, decoded one file at a
+time (see :mod:`optik.data.files` for the loaders)."""
 from __future__ import annotations
 
 import collections
@@ -7,7 +8,7 @@ import hashlib
 import io
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SPLIT_NAMES = ("train", "val", "test")
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL's own check (it raises only above 2x this; decode_image checks 1x)
 # PIL only warns between 1x and 2x its limit; decode_image refuses those images itself, with the file's name (a
-# catch_warnings around Image.open would not hold: images are decoded in threads)
+# catch_warnings around Image.open would not hold: images are decoded in threads and worker processes)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
@@ -31,14 +32,18 @@ class SkippedImagesWarning(UserWarning):
     """Some files were not loaded; the message lists each file and why."""
 
 
-def decode_image(path: str | os.PathLike) -> np.ndarray:
+def decode_image(path: str | os.PathLike, *, draft: tuple[int, int] | None = None) -> np.ndarray:
     """Decode one file into ``uint8`` ``H x W`` (grayscale) or ``H x W x 3`` (colour).
 
     16-bit images are scaled to 8 bits (``v / 257``); an alpha channel is dropped; palettes are expanded.
+    ``draft = (H, W)``: the image will be resized to about this size, so a JPEG may be decoded at a reduced scale
+    (no smaller than it; JPEG's DCT scaling, many times faster for large photos).
     Raises a DataError naming the file if it is not a readable image (corrupt, truncated, not an image).
     """
     try:
         with Image.open(path) as im:
+            if draft is not None and im.format == "JPEG":
+                im.draft(im.mode, (draft[1], draft[0]))
             pixels = im.width * im.height  # read from the header: nothing decoded yet
             if pixels > MAX_IMAGE_PIXELS:
                 raise DataError(f"{path}: {im.width} x {im.height} pixels ({pixels / 1e6:.0f} MP) is over optik's "
@@ -66,10 +71,17 @@ def _to_uint8(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if a.shape[:2] == size:
-        return a
-    return np.asarray(Image.fromarray(a).resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None))
+def fit_image(a: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """A decoded ``uint8`` image (``H x W`` or ``H x W x 3``) at ``size = (H, W)`` with ``channels`` (grey repeated
+    to RGB, RGB to grey by luminance), as ``C x H x W``. Resizing is PIL's antialiased bilinear."""
+    if a.shape[:2] != tuple(size):
+        a = np.asarray(Image.fromarray(a).resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None))
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.shape[2] != channels:
+        a = np.repeat(a, 3, axis=2) if channels == 3 else np.asarray(Image.fromarray(a).convert("L"))[..., None]
+    out = np.ascontiguousarray(a.transpose(2, 0, 1))
+    return out if out.flags.writeable else out.copy()  # a view of PIL's read-only buffer: torch wants to own it
 
 
 def stack_images(arrays: list[np.ndarray], *, size: tuple[int, int] | None = None, channels: int | None = None,
@@ -86,35 +98,8 @@ def stack_images(arrays: list[np.ndarray], *, size: tuple[int, int] | None = Non
         channels = 1 if all(a.ndim == 2 for a in arrays) else 3
     out = np.empty((len(arrays), channels, *size), dtype=np.uint8)
     for i, a in enumerate(arrays):
-        a = _resize(a, size)
-        if a.ndim == 2:
-            a = a[..., None]
-        if a.shape[2] != channels:
-            a = np.repeat(a, 3, axis=2) if channels == 3 else np.asarray(Image.fromarray(a).convert("L"))[..., None]
-        out[i] = a.transpose(2, 0, 1)
+        out[i] = fit_image(a, size, channels)
     return torch.from_numpy(out)
-
-
-def _decode_all(paths: list[Path], strict: bool) -> tuple[list[np.ndarray | None], list[str]]:
-    """Decode in threads (PIL releases the GIL while decoding); collect every failure before deciding."""
-    def one(p: Path):
-        try:
-            return decode_image(p), None
-        except DataError as e:
-            return None, str(e)
-
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        results = list(pool.map(one, paths))
-    failures = [err for _, err in results if err]
-    if failures and strict:
-        raise DataError(f"{len(failures)} unreadable image(s) (strict mode):\n  " + "\n  ".join(failures))
-    return [a for a, _ in results], failures
-
-
-def _warn_skipped(skipped: list[str]) -> None:
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} file(s):\n  " + "\n  ".join(skipped), SkippedImagesWarning,
-                      stacklevel=3)
 
 
 def _scan_classes(root: Path) -> tuple[dict[str, list[Path]], list[str]]:
@@ -161,26 +146,45 @@ def _duplicates(files: list[Path], labels: list[str], where: str, sources: list[
     return keep, notes
 
 
-def load_folder(root: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
-    """Load ``root/<class>/*.png`` (or ``root/{train,val,test}/<class>/...`` with predefined splits).
+@dataclass
+class Listing:
+    """A folder tree or manifest as a list of files and their class names, before any image is decoded.
 
-    Args:
-        root: the folder; each sub-folder is a class, named by its folder.
-        image_size: resize every image to ``image_size x image_size``; default the most common size.
-        strict: raise on the first unreadable file instead of skipping it with a warning.
+    Attributes:
+        name: the folder or manifest path. files: resolved paths. labels: class name per file.
+        split_of: per file its predefined split (``train`` / ``val`` / ``test`` folders), or None.
+        skipped: files a manifest lists that are not there (missing, a broken link, a FIFO): an error with
+            ``strict``.
+        notes: what else was left out, named in one warning: a folder's other files, repeats dropped.
+        meta: what a run records (a manifest's SHA-256, files outside its folder). columns: a manifest's columns.
     """
+
+    name: str
+    files: list[Path]
+    labels: list[str]
+    split_of: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels))
+
+
+def list_folder(root: str | os.PathLike) -> Listing:
+    """List ``root/<class>/*.png`` (or ``root/{train,val,test}/<class>/...`` with predefined splits) without
+    decoding: files, class names, what was left out (with what it is)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"expected a folder of class folders, got {str(root)!r}, which {path_kind(root)}")
     subdirs = {p.name for p in root.iterdir() if p.is_dir()}
     split_dirs = [s for s in SPLIT_NAMES if s in subdirs] if {"train", "test"} <= subdirs else []
     parts = [(s, root / s) for s in split_dirs] or [("", root)]
-
-    scanned = {}
-    skipped: list[str] = []
+    scanned, skipped = {}, []
     for split, folder in parts:
-        classes, bad = _scan_classes(folder)
-        scanned[split] = classes
+        scanned[split], bad = _scan_classes(folder)
         skipped += bad
     class_names = sorted(set().union(*[set(c) for c in scanned.values()]))
     if len(class_names) < 2:
@@ -192,30 +196,26 @@ def load_folder(root: str | os.PathLike, *, image_size: int | None = None, stric
     for split, classes in scanned.items():
         for name, files in classes.items():
             paths += files
-            labels += [class_names.index(name)] * len(files)
+            labels += [name] * len(files)
             split_of += [split] * len(files)
     # the same file twice (through a symbolic link): once, and never in two splits
-    where = [class_names[c] + (f" in {split}/" if split else "") for c, split in zip(labels, split_of)]
+    where = [name + (f" in {split}/" if split else "") for name, split in zip(labels, split_of)]
     rows, notes = _duplicates([p.resolve() for p in paths], where, repr(str(root)), [str(p) for p in paths])
-    paths, labels, split_of = [paths[i] for i in rows], [labels[i] for i in rows], [split_of[i] for i in rows]
-    arrays, failures = _decode_all(paths, strict)
-    _warn_skipped(skipped + notes + failures)
-    keep = [i for i, a in enumerate(arrays) if a is not None]
-    counts = collections.Counter(labels[i] for i in keep)
-    empty = [class_names[c] for c in range(len(class_names)) if counts[c] == 0]
+    empty = [c for c in class_names if not any(labels[i] == c for i in rows)]
     if empty:
-        raise DataError(
-            f"class folder(s) {', '.join(repr(e) for e in empty)} in {str(root)!r} hold no readable images; "
-            f"add images or remove the folder(s)"
-        )
-    size = (image_size, image_size) if image_size else None
-    images = stack_images([arrays[i] for i in keep], size=size)
-    splits = {}
-    if split_dirs:
-        kept_split = np.array([split_of[i] for i in keep])
-        splits = {s: torch.from_numpy(np.flatnonzero(kept_split == s)).long() for s in split_dirs}
-    return ImageDataset(images, torch.tensor([labels[i] for i in keep]), class_names, str(root), splits,
-                        [str(paths[i]) for i in keep])
+        raise DataError(f"class folder(s) {', '.join(repr(e) for e in empty)} in {str(root)!r} hold no readable "
+                        f"images; add images or remove the folder(s)")
+    # a folder's other files (notes, a FIFO, a broken link) are not the data: named, never an error
+    return Listing(str(root), [paths[i] for i in rows], [labels[i] for i in rows],
+                   [split_of[i] for i in rows] if split_dirs else None, [], skipped + notes)
+
+
+def load_folder(root: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
+    """Decode a class-per-folder tree into memory (see :func:`list_folder`): images resized in worker processes,
+    never held at full resolution; unreadable files skipped with one warning (an error with ``strict``)."""
+    from optik.data.files import load_listing
+
+    return load_listing(list_folder(root), image_size=image_size, strict=strict)
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -274,24 +274,18 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+def list_manifest(path: str | os.PathLike) -> Listing:
+    """A CSV manifest (see :func:`read_manifest`) as a :class:`Listing`."""
+    m = read_manifest(path)
+    if len(set(m["labels"])) < 2:
+        raise DataError(f"expected at least 2 labels in {str(path)!r}, got {sorted(set(m['labels']))}")
+    return Listing(str(path), m["files"], m["labels"], None, m["skipped"], m["notes"],
+                   {"manifest_sha256": m["sha256"], "outside_manifest_folder": m["outside"]}, m["columns"])
+
+
 def load_manifest(path: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
-    """Load a CSV manifest with a header ``path,label`` (paths relative to the CSV's folder, or absolute)."""
-    listing = read_manifest(path)
-    if listing["skipped"] and strict:
-        raise DataError(f"{len(listing['skipped'])} file(s) in {str(path)!r} cannot be read (strict mode):\n  "
-                        + "\n  ".join(listing["skipped"]))
-    files, names = listing["files"], listing["labels"]
-    arrays, failures = _decode_all(files, strict)
-    _warn_skipped(listing["skipped"] + listing["notes"] + failures)
-    keep = [i for i, a in enumerate(arrays) if a is not None]
-    class_names = sorted({names[i] for i in keep})
-    if len(class_names) < 2:
-        raise DataError(f"expected at least 2 labels in {str(path)!r}, got {class_names}")
-    size = (image_size, image_size) if image_size else None
-    labels = torch.tensor([class_names.index(names[i]) for i in keep])
-    ds = ImageDataset(stack_images([arrays[i] for i in keep], size=size), labels, class_names, str(path),
-                      sources=[str(files[i]) for i in keep])
-    ds.meta = {"manifest_sha256": listing["sha256"],
-               "outside_manifest_folder": sum(not Path(files[i]).is_relative_to(Path(path).parent.resolve())
-                                              for i in keep)}
-    return ds
+    """Decode the images a CSV manifest lists (header ``path,label``; paths relative to the CSV's folder, or
+    absolute) into memory, as :func:`load_folder` does a folder."""
+    from optik.data.files import load_listing
+
+    return load_listing(list_manifest(path), image_size=image_size, strict=strict)

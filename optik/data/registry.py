@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import urllib.error
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -12,9 +12,12 @@ import torch
 from optik.core.errors import DataError, OfflineError
 from optik.core.images import resize_uint8
 from optik.core.registry import Registry
+from optik.core.io import path_kind
 from optik.data.dataset import ImageDataset
-from optik.data.folder import load_folder, load_manifest
-from optik.data.splits import stratified_split
+from optik.data.files import check_listing, dataset_shape, load_listing
+from optik.data.folder import Listing, list_folder, list_manifest
+from optik.data.handles import DataHandle, FileSplit, MemorySplit, memory_fits
+from optik.data.splits import limit_per_class, stratified_split
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 
@@ -119,23 +122,30 @@ _register_torchvision("svhn", "SVHN", "SVHN 99,289 house numbers, 3x32x32, 10 cl
 
 
 # --------------------------------------------------------------------------------------------- entry points
-def load_dataset(name_or_path: str, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
-    """A dataset by registered name, or from a class-per-folder tree or a ``.csv`` manifest path."""
-    if name_or_path in DATASETS:
-        ds = DATASETS.create(name_or_path)
-        return ds if image_size is None else _resized(ds, image_size)
+def _listing(name_or_path: str) -> Listing:
+    """The folder tree or manifest at ``name_or_path``, listed (no image decoded); an error naming what is there
+    instead, or the closest dataset names."""
     path = Path(name_or_path)
     if path.suffix.lower() == ".csv":
-        return load_manifest(path, image_size=image_size, strict=strict)
+        return list_manifest(path)
     if path.is_dir():
-        return load_folder(path, image_size=image_size, strict=strict)
+        return list_folder(path)
     if path.exists():
-        raise DataError(f"expected a dataset name, a folder of class folders or a .csv manifest, got the file {name_or_path!r}")
+        raise DataError(f"expected a dataset name, a folder of class folders or a .csv manifest, got "
+                        f"{name_or_path!r}, which {path_kind(path)}")
     if any(sep in name_or_path for sep in ("/", os.sep)) or name_or_path.startswith("."):
         raise DataError(f"expected a dataset name, a folder of class folders or a .csv manifest, got "
                         f"{name_or_path!r}, which does not exist")
     DATASETS.get(name_or_path)  # raises: unknown name, with suggestions
     raise AssertionError("unreachable")
+
+
+def load_dataset(name_or_path: str, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
+    """A dataset in memory, by registered name, or from a class-per-folder tree or a ``.csv`` manifest path."""
+    if name_or_path in DATASETS:
+        ds = DATASETS.create(name_or_path)
+        return ds if image_size is None else _resized(ds, image_size)
+    return load_listing(_listing(name_or_path), image_size=image_size, strict=strict)
 
 
 def _resized(ds: ImageDataset, size: int) -> ImageDataset:
@@ -148,19 +158,88 @@ def split_dataset(ds: ImageDataset, *, val_fraction: float, test_fraction: float
 
     A registered dataset with a fixed ``test_size`` (``mnist5k``: 1,000) always gets that many test images.
     """
-    entry = DATASETS.get(ds.name) if ds.name in DATASETS else None
-    if "test" in ds.splits:
-        test = ds.splits["test"]
-        if "val" in ds.splits:
-            return {"train": ds.splits["train"], "val": ds.splits["val"], "test": test}
-        pool = ds.splits.get("train", torch.tensor(sorted(set(range(len(ds))) - set(test.tolist()))))
-        parts = stratified_split(ds.labels[pool], {"val": val_fraction, "train": 1.0}, seed=seed)
+    return split_labels(ds.labels, name=ds.name, predefined=ds.splits, val_fraction=val_fraction,
+                        test_fraction=test_fraction, seed=seed)
+
+
+def split_labels(labels: torch.Tensor, *, name: str, predefined: dict[str, torch.Tensor], val_fraction: float,
+                 test_fraction: float, seed: int) -> dict[str, torch.Tensor]:
+    """:func:`split_dataset` from the labels alone (no image needed): what streamed data is split by."""
+    entry = DATASETS.get(name) if name in DATASETS else None
+    n = len(labels)
+    if "test" in predefined:
+        test = predefined["test"]
+        if "val" in predefined:
+            return {"train": predefined["train"], "val": predefined["val"], "test": test}
+        pool = predefined.get("train", torch.tensor(sorted(set(range(n)) - set(test.tolist()))))
+        parts = stratified_split(labels[pool], {"val": val_fraction, "train": 1.0}, seed=seed)
         return {"train": pool[parts["train"]], "val": pool[parts["val"]], "test": test}
-    n = len(ds)
     n_test = entry.meta["test_size"] if entry and entry.meta.get("test_size") else int(round(test_fraction * n))
     n_val = int(round(val_fraction * (n - n_test)))
     if n_test < 1 or n - n_test - n_val < 1:
-        raise DataError(f"expected enough images for a training and a test split, got {n} in {ds.name!r}: "
+        raise DataError(f"expected enough images for a training and a test split, got {n} in {name!r}: "
                         f"test_fraction {test_fraction} leaves {n_test} test and {n - n_test - n_val} training "
                         f"images; add images or change --test-fraction")
-    return stratified_split(ds.labels, {"test": n_test, "val": n_val, "train": 1.0}, seed=seed)
+    return stratified_split(labels, {"test": n_test, "val": n_val, "train": 1.0}, seed=seed)
+
+
+def open_data(data: str, *, image_size: int | None = None, strict: bool = False, val_fraction: float = 0.1,
+              test_fraction: float = 0.2, split_seed: int = 0, classes: Sequence[str] | None = None,
+              train_per_class: int | None = None, stream: bool = False, max_memory_gb: float = 4.0,
+              workers: int | None = None) -> DataHandle:
+    """A dataset opened as split handles (see :mod:`optik.data.handles`).
+
+    Built-in and downloaded datasets sit in memory. A folder or manifest is listed and split from its labels alone;
+    it is decoded into memory when its decoded, resized size fits ``max_memory_gb`` (and ``stream`` is off), and
+    streamed from its files otherwise (decoded in ``workers`` processes as batches are needed). ``classes`` keeps
+    those classes (in that order, relabelled), after splitting; ``train_per_class`` keeps that many training images
+    of each class (seeded by ``split_seed``).
+    """
+    if data in DATASETS:
+        handle = memory_handle(load_dataset(data, image_size=image_size), val_fraction=val_fraction,
+                               test_fraction=test_fraction, seed=split_seed)
+    else:
+        listing = _listing(data)
+        channels, size = dataset_shape(listing.files, image_size=image_size)
+        if not stream and memory_fits(len(listing.files), channels, size, max_memory_gb):
+            ds = load_listing(listing, image_size=image_size, strict=strict, workers=workers)
+            handle = memory_handle(ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed)
+        else:
+            handle = file_handle(listing, channels=channels, size=size, val_fraction=val_fraction,
+                                 test_fraction=test_fraction, seed=split_seed, strict=strict, workers=workers)
+    if classes:
+        handle = handle.select_classes(list(classes))
+    if train_per_class:
+        train = handle.splits["train"]
+        keep = limit_per_class(train.labels, torch.arange(len(train)), train_per_class, seed=split_seed)
+        handle.splits["train"] = train.subset(keep)
+    return handle
+
+
+def memory_handle(ds: ImageDataset, *, val_fraction: float, test_fraction: float, seed: int) -> DataHandle:
+    """An in-memory dataset, split, as handles (the splits share its one image tensor)."""
+    splits = split_dataset(ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    return DataHandle(ds.name, ds.classes, ds.channels, ds.image_size,
+                      {k: MemorySplit(ds.images, v, ds.labels[v], classes=ds.classes,
+                                      sources=[ds.sources[i] for i in v.tolist()] if ds.sources else None)
+                       for k, v in splits.items()}, "memory", dict(ds.meta))
+
+
+def file_handle(listing: Listing, *, channels: int, size: tuple[int, int], val_fraction: float, test_fraction: float,
+                seed: int, strict: bool, workers: int | None) -> DataHandle:
+    """A listing, split from its labels, as file handles: nothing is decoded until a batch is drawn."""
+    check_listing(listing, strict=strict)
+    classes = listing.classes
+    labels = torch.tensor([classes.index(name) for name in listing.labels])
+    predefined = {}
+    if listing.split_of is not None:
+        where = np.array(listing.split_of)
+        predefined = {s: torch.from_numpy(np.flatnonzero(where == s)).long() for s in ("train", "val", "test")
+                      if (where == s).any()}
+    splits = split_labels(labels, name=listing.name, predefined=predefined, val_fraction=val_fraction,
+                          test_fraction=test_fraction, seed=seed)
+    files = [str(f) for f in listing.files]
+    return DataHandle(listing.name, classes, channels, tuple(size),
+                      {k: FileSplit([files[i] for i in v.tolist()], labels[v], classes=classes, channels=channels,
+                                    image_size=size, workers=workers, strict=strict)
+                       for k, v in splits.items()}, "files", dict(listing.meta))

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from optik.core.io import atomic_write  # noqa: E402
 
@@ -125,14 +126,16 @@ def confident_mistakes(probs, y_true, *, n: int = 16) -> np.ndarray:
 def mistakes_figure(images, probs, y_true, classes: Sequence[str], *, n: int = 16, columns: int = 8):
     """A grid of the most confident mistakes: each image titled ``true -> predicted (probability)``.
 
-    ``images``: ``N x C x H x W`` uint8 (or float in [0, 1]) aligned with ``probs`` and ``y_true``. Returns None when
+    ``images``: ``N x C x H x W`` uint8 (or float in [0, 1]) aligned with ``probs`` and ``y_true``, or a function
+    of the indices of the images to show that returns them (a streamed split decodes only those). Returns None when
     there are no mistakes.
     """
     idx = confident_mistakes(probs, y_true, n=n)
     if not idx.size:
         return None
     # one mosaic in one axes: a subplot per image cost ~0.5 s a figure, paid after every training run
-    imgs = np.asarray(images)[idx].astype(np.float64)
+    shown = images(torch.as_tensor(idx)) if callable(images) else np.asarray(images)[idx]
+    imgs = np.asarray(shown.cpu() if isinstance(shown, torch.Tensor) else shown).astype(np.float64)
     imgs = imgs / 255.0 if imgs.max() > 1 else imgs
     n, c, h, w = imgs.shape
     cols, rows, pad, title = min(columns, n), -(-n // columns), max(2, h // 8), max(10, h // 2)

@@ -5,14 +5,12 @@ import logging
 import os
 from pathlib import Path
 
-from optik.core.config import load_yaml
 from optik.core.errors import RunError
-from optik.core.io import atomic_write, read_json, require_run_dir
+from optik.core.io import atomic_write, read_json
 from optik.report import sections
 from optik.report.page import Section, render
 
 log = logging.getLogger("optik")
-GENERATIVE = ("gan train", "vae train")
 
 
 def write_report(run: str | os.PathLike, *, out: str | os.PathLike | None = None, examples: int = 8) -> Path:
@@ -29,20 +27,21 @@ def write_report(run: str | os.PathLike, *, out: str | os.PathLike | None = None
         out: the HTML file (default ``<run>/report.html``).
         examples: test images shown with Grad-CAM.
     """
-    run = require_run_dir(run, "config.yaml")
-    saved = load_yaml(run / "config.yaml")
-    command = saved.get("command", "train")
-    if command in GENERATIVE:
-        parts, title = _generative_parts(run, saved), f"optik report: {command.split()[0].upper()} {run.name}"
-    elif command == "train":
-        parts, title = _classification_parts(run, saved, examples=examples), f"optik report: {run.name}"
+    from optik.runs import Run
+
+    opened = Run.open(run, finished=False)
+    run, saved = opened.path, opened.saved
+    if opened.kind in ("gan", "vae"):
+        parts, title = _generative_parts(run, saved), f"optik report: {opened.kind.upper()} {run.name}"
     else:
-        raise RunError(f"expected a run folder made by `optik train`, `optik gan train` or `optik vae train`, got "
-                       f"one made by `optik {command}` ({run})")
+        parts, title = _classification_parts(run, saved, examples=examples), f"optik report: {run.name}"
     for child in sorted(p.parent for p in run.glob("*/config.yaml")):
-        child_saved = load_yaml(child / "config.yaml")
-        if child_saved.get("command") in GENERATIVE and (child / "metrics.json").is_file():
-            parts += _generative_parts(child, child_saved, anchor=f"generative-{child.name}")
+        try:
+            inner = Run.open(child, kind="generative", finished=False)
+        except RunError:  # not a generative run kept inside this one
+            continue
+        if (child / "metrics.json").is_file():
+            parts += _generative_parts(child, inner.saved, anchor=f"generative-{child.name}")
     config = saved.get("config", {})
     subtitle = [f"{run.resolve()}",
                 f"data {config.get('data')}, model {config.get('model', config.get('kind', ''))}; created "
@@ -55,22 +54,22 @@ def write_report(run: str | os.PathLike, *, out: str | os.PathLike | None = None
 
 
 def _classification_parts(run: Path, saved: dict, *, examples: int) -> list[Section | None]:
-    import optik
-    from optik.api import _load_splits, make_config
+    from optik.interpret_api import pick_examples
+    from optik.runs import Run
 
     if not (run / "metrics.json").is_file():
         raise RunError(f"{run} has no metrics.json: its training did not finish. Resume it with "
                        f"`optik train --resume {run}`, then run `optik report` again")
     metrics = read_json(run / "metrics.json")
-    cfg = make_config(saved["config"])
-    model = optik.load(run)
-    ds, splits = _load_splits(cfg)
-    test = splits["test"]
+    opened = Run.open(run, kind="classifier")
+    model, data = opened.model(), opened.data()
+    test = data.splits["test"]
+    shown = pick_examples(test.labels, examples)  # only these test images are decoded
     return [sections.data(saved), sections.training_curves(run), sections.evaluation(run, metrics),
             sections.binary(run, metrics),
             sections.calibration(run, metrics), sections.mistakes(run),
-            sections.interpretability(model, ds.images[test], ds.labels[test]),
-            sections.augmentation(saved["config"], ds.images[splits["train"][0]]), sections.robustness(run),
+            sections.interpretability(model, test.take(shown), test.labels[shown]),
+            sections.augmentation(saved["config"], data.splits["train"].take([0])[0]), sections.robustness(run),
             _config_section(saved)]
 
 

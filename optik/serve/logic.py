@@ -21,6 +21,8 @@ from optik.augment.presets import make_augment
 from optik.core.errors import ConfigError
 from optik.evaluation.evaluate import predict_proba
 from optik.models.classifier import Classifier
+from optik.models.inputs import conform, fit_images
+from optik.runs import Run
 
 # The attacks the page offers: its label -> the name in optik.robustness.attacks.ATTACKS
 ATTACK_METHODS = {"FGSM (Linf, one step)": "fgsm", "PGD (Linf)": "pgd", "C&W (L2, smallest perturbation)": "cw"}
@@ -33,7 +35,7 @@ class Example:
 
     image: torch.Tensor
     label: int
-    index: int  # position in the dataset
+    index: int  # position in the test split
 
 
 @dataclass
@@ -48,30 +50,26 @@ class RunModel:
 
 def load_run(run: str | os.PathLike, *, name: str | None = None, n_examples: int = 8) -> RunModel:
     """Load a classification run folder: its model and up to ``n_examples`` test images, one class after another
-    (the first test image of each class, then the second, ...), so the examples show different classes."""
-    from optik.api import _run_and_split, conform
-
-    run, _, model, ds, splits = _run_and_split(run, "test")
-    model.eval()
-    idx = splits["test"]
-    labels = ds.labels[idx]
+    (the first test image of each class, then the second, ...), so the examples show different classes. Only those
+    images are decoded, however large the run's data."""
+    opened = Run.open(run, kind="classifier")
+    model = opened.model().eval()
+    test = opened.split("test")
+    labels = test.labels
     # rank of each image within its class, then class: one of each class first
-    rank = torch.zeros(len(idx), dtype=torch.long)
+    rank = torch.zeros(len(labels), dtype=torch.long)
     for c in labels.unique():
         where = (labels == c).nonzero().flatten()
         rank[where] = torch.arange(len(where))
-    order = sorted(range(len(idx)), key=lambda i: (int(rank[i]), int(labels[i])))[:n_examples]
-    chosen = idx[order]
-    images = conform(ds.images[chosen], model)
-    examples = [Example(images[i:i + 1], int(ds.labels[j]), int(j)) for i, j in enumerate(chosen)]
-    return RunModel(name or run.name, run, model, examples)
+    chosen = sorted(range(len(labels)), key=lambda i: (int(rank[i]), int(labels[i])))[:n_examples]
+    images = conform(test.take(chosen), model)
+    examples = [Example(images[i:i + 1], int(labels[j]), int(j)) for i, j in enumerate(chosen)]
+    return RunModel(name or opened.path.name, opened.path, model, examples)
 
 
 def conform_upload(array: np.ndarray, model: Classifier) -> torch.Tensor:
     """A decoded image (``uint8`` ``H x W`` or ``H x W x 3``) as ``uint8`` ``1 x C x H x W`` for ``model``:
     resized and grey/RGB converted exactly as :func:`optik.predict` does."""
-    from optik.api import fit_images
-
     return fit_images([array], model)
 
 

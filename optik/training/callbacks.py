@@ -60,14 +60,13 @@ class ShardRecorder(L.Callback):
     Lets a test check that data-parallel ranks saw disjoint shards and agree on metrics reduced across them.
     """
 
-    def __init__(self, folder: str | os.PathLike, train_indices: torch.Tensor):
-        self.folder, self.train_indices = Path(folder), train_indices
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
         self.seen: list[int] = []
 
     def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
-        if trainer.current_epoch == 0:
-            local = torch.cat(trainer.datamodule.train_batches.seen).cpu()
-            self.seen = self.train_indices[local].tolist()  # positions in the whole dataset
+        if trainer.current_epoch == 0:  # positions in the training split
+            self.seen = torch.cat(trainer.datamodule.train_batches.order.seen).tolist()
 
     def on_fit_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
         val = task.val_metrics or {}
@@ -157,6 +156,22 @@ class SampleMonitor(L.Callback):
 
             x = model.sample(self.grid, generator=generator(self.seed, "grid"))
             writer.add_image("samples", make_grid(x.cpu(), nrow=int(self.grid ** 0.5), padding=1), epoch)
+
+
+class StepCheckpoint(L.Callback):
+    """Writes ``last.ckpt`` every ``every`` optimizer steps within an epoch, so that a long epoch is never lost.
+
+    It writes at the start of the next batch, when every hook of the last one has run (the task's weight average
+    and its record of the batches consumed): the checkpoint holds the data position and the random state, and
+    ``--resume`` continues the epoch exactly where it stopped (see ClassificationTask.on_train_start).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, every: int):
+        self.path, self.every = Path(path), every
+
+    def on_train_batch_start(self, trainer: L.Trainer, task: L.LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx > 0 and trainer.global_step > 0 and trainer.global_step % self.every == 0:
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class LastCheckpoint(L.Callback):

@@ -1,43 +1,41 @@
-"""Feeds in-memory splits to Lightning as index batches, sharded by rank."""
+"""Feeds split handles to Lightning: ``uint8`` batches, sharded by rank, resumable mid-epoch."""
 from __future__ import annotations
 
 import lightning as L
-import torch
 
-from optik.data.batches import TensorBatches
-from optik.data.dataset import ImageDataset
+from optik.data.batches import BatchOrder
+from optik.data.handles import Batches, Split
 
 
-class TensorDataModule(L.LightningDataModule):
-    """Train / val batches over one ``uint8`` tensor; moved once to the training device in ``setup``."""
+class SplitDataModule(L.LightningDataModule):
+    """Train / val batches from :class:`~optik.data.handles.Split` handles. In-memory splits move to the training
+    device once (in ``setup``); file splits are decoded by ``workers`` processes and arrive pinned. Batches are
+    ``uint8``: the task converts them to float on the device."""
 
-    def __init__(self, ds: ImageDataset, splits: dict[str, torch.Tensor], *, batch_size: int, seed: int):
+    def __init__(self, train: Split, val: Split | None, *, batch_size: int, seed: int, workers: int | None = None):
         super().__init__()
-        self.ds, self.splits, self.batch_size, self.seed = ds, splits, batch_size, seed
-        self.train_batches: TensorBatches | None = None
-        self.val_batches: TensorBatches | None = None
+        self.train, self.val = train, val if val is not None and len(val) else None
+        self.batch_size, self.seed, self.workers = batch_size, seed, workers
+        self.train_batches: Batches | None = None
+        self.val_batches: Batches | None = None
 
     def steps_per_epoch(self, world_size: int) -> int:
-        idx = self.splits["train"]
-        return len(TensorBatches(idx, idx, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                                 world_size=world_size))
+        return len(BatchOrder(len(self.train), self.batch_size, shuffle=True, drop_last=True, world_size=world_size))
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device
-        rank, world = self.trainer.global_rank, self.trainer.world_size
-
-        def batches(split: str, train: bool) -> TensorBatches:
-            idx = self.splits[split]
-            return TensorBatches(self.ds.images[idx].to(device), self.ds.labels[idx].to(device),
-                                 batch_size=self.batch_size, shuffle=train, drop_last=train, seed=self.seed,
-                                 rank=rank, world_size=world)
-
-        self.train_batches = batches("train", True)
-        if len(self.splits.get("val", ())):
-            self.val_batches = batches("val", False)
+        common = dict(seed=self.seed, rank=self.trainer.global_rank, world_size=self.trainer.world_size,
+                      device=device, workers=self.workers)
+        self.train_batches = self.train.batches(self.batch_size, shuffle=True, drop_last=True, **common)
+        if self.val is not None:
+            self.val_batches = self.val.batches(self.batch_size, **common)
 
     def set_epoch(self, epoch: int) -> None:
         self.train_batches.set_epoch(epoch)
+
+    def set_start(self, batch: int) -> None:
+        """The next training pass starts at this batch of the epoch's order (a run resumed mid-epoch)."""
+        self.train_batches.set_start(batch)
 
     def train_dataloader(self):
         return self.train_batches

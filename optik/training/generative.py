@@ -10,6 +10,7 @@ import torch
 
 from optik.core import seed as random
 from optik.core.config import GANConfig, VAEConfig
+from optik.core.images import to_float
 from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
 from optik.generative.losses import discriminator_loss, generator_loss, negative_elbo, r1_penalty
@@ -54,6 +55,11 @@ class _GenerativeTask(L.LightningModule):
         self._noise = generator(self.cfg.seed, "noise", self.current_epoch, self.global_rank)
         self.trainer.datamodule.set_epoch(self.current_epoch)
         self.guard.start(int(self.batches_done), self.device)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batches travel as ``uint8``; pixels become float in [0, 1] here, on the device."""
+        x, y = batch
+        return to_float(x), y
 
     def randn(self, *shape: int) -> torch.Tensor:
         return random.normal(shape, generator=self._noise, device=self.device)

@@ -9,6 +9,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from optik.augment.generator import augment
 from optik.core.config import TrainConfig
+from optik.core.images import to_float
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import MAX_MATRIX_CLASSES, metrics_from_confusion, metrics_from_counts
 from optik.models.classifier import Classifier
@@ -58,6 +59,7 @@ class ClassificationTask(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(k) if k <= MAX_MATRIX_CLASSES else ClassCounts(k)
         self.val_metrics: dict | None = None  # the last validation report (reduced over all ranks)
         self._aug_generator: torch.Generator | None = None
+        self._resumed_rng: dict | None = None  # the random state a mid-epoch checkpoint recorded
         self._loss_sum, self._loss_count = torch.zeros(()), 0
         self.augmentation = cfg.augmentation()
         self._frozen_norms: list[torch.nn.Module] = []
@@ -81,6 +83,11 @@ class ClassificationTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Batches travel as ``uint8`` (4x fewer bytes); pixels become float in [0, 1] here, on the device."""
+        x, y = batch
+        return to_float(x), y
+
     @property
     def evaluated(self) -> Classifier:
         """The weights validation measures and training returns: the average when there is one."""
@@ -94,11 +101,40 @@ class ClassificationTask(L.LightningModule):
         self.trainer.datamodule.set_epoch(epoch)
         self.guard.start(self.global_step, self.device)
 
+    # ------------------------------------------------------------------ resuming mid-epoch
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The random state of the epoch so far (augmentation, dropout): a run resumed from a checkpoint written
+        mid-epoch (``checkpoint_every``) draws what the uninterrupted run would have drawn next."""
+        checkpoint["optik_rng"] = {
+            "epoch": self.current_epoch,
+            "augment": self._aug_generator.get_state() if self._aug_generator is not None else None,
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_rng = checkpoint.get("optik_rng")
+
+    def on_train_start(self) -> None:
+        state = self._resumed_rng
+        if state is None or not self.trainer.fit_loop.restarted_mid_epoch:
+            return  # a fresh epoch reseeds itself in on_train_epoch_start
+        epoch = self.current_epoch  # Lightning calls no on_train_epoch_start for the epoch it resumes inside
+        self._set_trainable(epoch)
+        self._aug_generator = generator(self.cfg.seed, "augment", epoch, self.global_rank)
+        if state["augment"] is not None:
+            self._aug_generator.set_state(state["augment"])
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        self.guard.start(self.global_step, self.device)
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         for m in self._frozen_norms:  # Lightning switches everything to train mode each epoch; not these
             m.eval()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.trainer.datamodule.train_batches.consumed = batch_idx + 1  # where a mid-epoch checkpoint resumes
         if batch_idx + 1 == self.trainer.num_training_batches:  # before the epoch's checkpoint is written
             self.guard.check(lr=self.cfg.lr)
         if self.ema is not None:  # images seen follow from the step count (full batches), so resuming agrees

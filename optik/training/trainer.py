@@ -13,8 +13,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from optik.core.config import TrainConfig
 from optik.models.classifier import Classifier
 from optik.models.io import safe_torch_load
-from optik.training.callbacks import LastCheckpoint, ResumeHint, SafeCheckpointIO, ShardRecorder, TensorBoardExtras
-from optik.training.datamodule import TensorDataModule
+from optik.training.callbacks import (LastCheckpoint, ResumeHint, SafeCheckpointIO, ShardRecorder, StepCheckpoint,
+                                     TensorBoardExtras)
+from optik.training.datamodule import SplitDataModule
 from optik.training.task import ClassificationTask
 
 CHECKPOINTS = "checkpoints"
@@ -29,6 +30,8 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
         ModelCheckpoint(dirpath=run / CHECKPOINTS, filename="best", monitor=monitor, mode="max", save_last=False,
                         save_top_k=1, enable_version_counter=False),
         LastCheckpoint(run / CHECKPOINTS / "last.ckpt", every_seconds=0),  # every epoch
+        *([StepCheckpoint(run / CHECKPOINTS / "last.ckpt", every=cfg.checkpoint_every)] if cfg.checkpoint_every
+          else []),
         LearningRateMonitor(logging_interval="epoch"),
         TensorBoardExtras(),
         ResumeHint(run),
@@ -57,6 +60,7 @@ def build_trainer(cfg: TrainConfig, run: Path, *, has_val: bool, progress: bool,
         log_every_n_steps=log_every,
         deterministic=False,
         inference_mode=not cfg.adversarial,  # validation attacks the model: it needs gradients
+        use_distributed_sampler=False,  # the split handles shard by rank themselves (optik.data.batches.BatchOrder)
     )
 
 
@@ -72,15 +76,17 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")
+    # optik's tasks convert uint8 batches on the device (on_after_batch_transfer) whatever the datamodule
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer` in `LightningModule`.*")
 
 
-def fit(model: Classifier, datamodule: TensorDataModule, cfg: TrainConfig, run: Path, *, checkpoint: Path | None,
+def fit(model: Classifier, datamodule: SplitDataModule, cfg: TrainConfig, run: Path, *, checkpoint: Path | None,
         progress: bool) -> tuple[Classifier, L.Trainer]:
     """Train ``model`` in place, from ``checkpoint`` when resuming; return it holding the last weights, or the best
     validation epoch's (``cfg.keep == "best"``; ties go to the earlier epoch); with ``cfg.ema_half_life``, those of
     the average."""
-    has_val = len(datamodule.splits.get("val", ())) > 0
-    extra = [ShardRecorder(run / "shards", datamodule.splits["train"])] if cfg.log_shards else []
+    has_val = datamodule.val is not None
+    extra = [ShardRecorder(run / "shards")] if cfg.log_shards else []
     steps = datamodule.steps_per_epoch(cfg.devices * cfg.num_nodes)  # small datasets log every epoch at least
     trainer = build_trainer(cfg, run, has_val=has_val, progress=progress, extra_callbacks=extra,
                             log_every=max(1, min(10, steps)))
@@ -104,13 +110,13 @@ def load_task_weights(model: Classifier, ckpt: Path, *, prefix: str = "model.") 
     model.load_state_dict(state)
 
 
-def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, checkpoint: Path | None, progress: bool,
+def fit_generative(task, datamodule: SplitDataModule, cfg, run: Path, *, checkpoint: Path | None, progress: bool,
                    monitor: L.Callback | None) -> L.Trainer:
     """Train a GAN / VAE task; ``checkpoints/best.ckpt`` holds the epoch of lowest ``quality/fid`` when
     ``monitor`` checks it, ``last.ckpt`` the end (of the epochs or of the ``max_minutes`` budget)."""
     import datetime as _dt
 
-    has_val = len(datamodule.splits.get("val", ())) > 0 and hasattr(task, "validation_step")
+    has_val = datamodule.val is not None and hasattr(task, "validation_step")
     best = cfg.keep == "best" and monitor is not None and monitor.every > 0
     if monitor is not None:
         monitor.best_path = run / CHECKPOINTS / "best.ckpt"  # the monitor saves it: checks are every few epochs
@@ -128,7 +134,7 @@ def fit_generative(task, datamodule: TensorDataModule, cfg, run: Path, *, checkp
         logger=TensorBoardLogger(save_dir=str(run), name="tensorboard", version="", default_hp_metric=False),
         callbacks=callbacks, plugins=[SafeCheckpointIO()], enable_progress_bar=progress, enable_checkpointing=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1.0 if has_val else 0,
-        log_every_n_steps=max(1, min(10, steps)), deterministic=False,
+        log_every_n_steps=max(1, min(10, steps)), deterministic=False, use_distributed_sampler=False,
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint is not None else None)
     task.final_counts = {"steps": int(task.batches_done), "images_seen": int(task.images_seen)}  # before best

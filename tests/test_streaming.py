@@ -1,0 +1,165 @@
+"""Data as handles (issue #19): a folder streamed from its files in worker processes is the same data, in the same
+order, as the folder decoded into memory; so training gives the same weights, and every verb gives the same
+numbers, while memory stays bounded."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import optik
+from optik.core.errors import DataError
+from optik.data.handles import FileSplit, MemorySplit, channel_stats
+from optik.data.registry import open_data
+
+from helpers import run_optik
+
+
+def write_folder(root, *, n=24, classes=("cat", "dog", "emu"), size=(20, 24), seed=0, grey_every=0):
+    """``root/<class>/<i>.png``: RGB images of two sizes (most of them ``size``) whose colour tells the classes
+    apart; with ``grey_every`` every so many images are grey (they are repeated to RGB)."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            h, w = size if i % 5 else (size[0] + 6, size[1] + 2)
+            pixels = rng.integers(0, 120, (h, w, 3), dtype=np.uint8)
+            pixels[..., c] += 120
+            image = Image.fromarray(pixels)
+            if grey_every and i % grey_every == 0:
+                image = image.convert("L")
+            image.save(root / name / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_folder(tmp_path_factory.mktemp("stream") / "data", grey_every=7)
+
+
+def test_streamed_and_in_memory_splits_hold_the_same_images_in_the_same_order(folder):
+    memory, files = open_data(str(folder)), open_data(str(folder), stream=True, workers=2)
+    assert memory.source == "memory" and files.source == "files"
+    assert (memory.classes, memory.channels, memory.image_size) == (files.classes, 3, (20, 24)) == \
+        (files.classes, files.channels, files.image_size)
+    for name in ("train", "val", "test"):
+        m, f = memory.splits[name], files.splits[name]
+        assert isinstance(m, MemorySplit) and isinstance(f, FileSplit)
+        assert m.sources == f.sources and torch.equal(m.labels, f.labels)
+        assert torch.equal(m.take(range(len(m))), f.take(range(len(f))))
+        for a, b in zip(m.batches(16, shuffle=True, seed=3, drop_last=True), f.batches(16, shuffle=True, seed=3,
+                                                                                   drop_last=True, workers=2)):
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[0].dtype == torch.uint8
+    np.testing.assert_allclose(channel_stats(memory.splits["train"]), channel_stats(files.splits["train"]),
+                               rtol=0, atol=1e-12)
+
+
+def test_memory_or_streaming_is_chosen_by_size_and_said(folder, tmp_path):
+    assert open_data(str(folder), max_memory_gb=1).source == "memory"
+    assert open_data(str(folder), max_memory_gb=1e-6).source == "files"  # 72 images of 3 x 20 x 24 do not fit
+    out = run_optik("train", "--data", folder, "--max-memory-gb", "0.000001", "--model", "cnn-small", "--epochs",
+                    "1", "--out", tmp_path / "r", "--no-progress")
+    assert "streamed" in out.stderr
+    assert json.loads(json.dumps(optik.run_info(tmp_path / "r")["config"]["data"]))["source"] == "files"
+
+
+def test_training_streamed_gives_the_weights_of_training_in_memory(folder, tmp_path):
+    """The same images in the same order, the same float conversion on the device: bit-identical weights, and the
+    same test report."""
+    common = dict(data=str(folder), model="cnn-small", epochs=2, batch_size=16, progress=False)
+    optik.train(out=tmp_path / "memory", **common)
+    optik.train(out=tmp_path / "files", stream=True, workers=2, **common)
+    a, b = load_file(str(tmp_path / "memory" / "model.safetensors")), load_file(str(tmp_path / "files" /
+                                                                                   "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("memory", "files"))
+    assert ma["confusion_matrix"] == mb["confusion_matrix"] and ma["calibration"] == mb["calibration"]
+
+
+def test_every_verb_works_on_a_streamed_run_with_the_in_memory_numbers(folder, tmp_path):
+    run = tmp_path / "run"
+    optik.train(data=str(folder), model="cnn-small", epochs=2, batch_size=16, stream=True, workers=2, out=run,
+                progress=False)
+    from optik.api import split_logits
+    from optik.runs import Run
+
+    opened = Run.open(run)
+    model = opened.model()
+    streamed = split_logits(model, opened.split("test"))
+    in_memory = split_logits(model, opened.split("test", stream=False))
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(streamed[0]), 1),
+                               torch.softmax(torch.from_numpy(in_memory[0]), 1), rtol=0, atol=1e-6)
+    report = optik.evaluate(run, n_boot=200)
+    assert report["n"] == len(opened.split("test")) and (run / "figures" / "mistakes.png").exists() \
+        or report["accuracy"] == 1.0
+    robustness = optik.attack(run, method="fgsm", eps=[0, 0.1], n=10)
+    assert robustness["n"] == 10
+    assert optik.report(run).is_file()
+    predicted = optik.predict(run, [folder / "cat" / "000.png"])
+    assert predicted[0]["top_k"][0]["class"] in ("cat", "dog", "emu")
+
+
+def test_an_unreadable_file_found_while_streaming_is_skipped_counted_and_named(folder, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(folder, data)
+    good = (data / "dog" / "001.png").read_bytes()
+    (data / "dog" / "001.png").write_bytes(good[: len(good) // 2])  # truncated: its header still reads
+    with pytest.warns(UserWarning, match=r"(?s)skipped 1 unreadable file\(s\) while streaming.*dog/001.png"):
+        result = optik.train(data=str(data), model="cnn-small", epochs=1, batch_size=16, stream=True, workers=0,
+                             out=tmp_path / "r", progress=False)
+    assert result.metrics is not None
+    with pytest.raises(DataError, match="strict mode.*001.png"):
+        optik.train(data=str(data), model="cnn-small", epochs=1, batch_size=16, stream=True, workers=0, strict=True,
+                    out=tmp_path / "strict", progress=False)
+
+
+def test_streamed_data_parallel_ranks_see_disjoint_equal_shares(folder, tmp_path):
+    out = tmp_path / "ddp"
+    run_optik("train", "--data", folder, "--model", "cnn-small", "--epochs", "1", "--batch-size", "8", "--stream",
+              "--workers", "1", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--log-shards",
+              "--no-progress", "--out", out, isolated=True)
+    ranks = [json.loads((out / "shards" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    seen = [set(r["train_indices_epoch0"]) for r in ranks]
+    assert seen[0] and not seen[0] & seen[1] and len(seen[0]) == len(seen[1])
+    n_train = len(open_data(str(folder)).splits["train"])
+    assert len(seen[0] | seen[1]) >= n_train - 2 * 8  # all but the dropped last batches
+    assert ranks[0]["val_accuracy"] == ranks[1]["val_accuracy"]
+
+
+def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(tmp_path):
+    """`optik train --stream --checkpoint-every 5`, killed between two epoch ends, resumed: bit-identical weights
+    to the run that was never interrupted (the checkpoint holds the data position and the random state)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from helpers import ROOT, optik_cmd
+
+    data = write_folder(tmp_path / "data", n=40, size=(16, 16))
+    args = ["--data", data, "--model", "cnn-small", "--epochs", "2", "--batch-size", "2", "--stream", "--workers",
+            "1", "--checkpoint-every", "5", "--seed", "3", "--no-progress"]
+    run_optik("train", *args, "--out", tmp_path / "whole")
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(optik_cmd("train", *args, "--out", killed), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(last, weights_only=True)
+    done = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    steps = len(open_data(str(data), stream=True).splits["train"]) // 2
+    assert 0 < done < steps and state["epoch"] == 0, f"killed at batch {done} of {steps}, epoch {state['epoch']}"
+    assert not (killed / "model.safetensors").exists()
+
+    run_optik("train", "--resume", killed, "--no-progress")
+    a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("whole", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
