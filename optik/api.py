@@ -65,6 +65,18 @@ def open_run_data(cfg: TrainConfig, **overrides: Any) -> DataHandle:
     return open_data(**{**values, **overrides})
 
 
+def prepare(data: str | os.PathLike, *, out: str | os.PathLike, image_size: int, val_fraction: float = 0.1,
+            test_fraction: float = 0.2, split_seed: int = 0, workers: int | None = None, progress: bool = True
+            ) -> Path:
+    """Write a folder or manifest as LitData shards of resized images (see :mod:`optik.data.shards`): split and
+    decoded once, then ``optik.train(data=out)`` streams them, from this folder or from a copy in an object store.
+    Resumes if interrupted. Returns the folder."""
+    from optik.data.shards import prepare as write_shards
+
+    return write_shards(str(data), out, image_size=image_size, val_fraction=val_fraction,
+                        test_fraction=test_fraction, split_seed=split_seed, workers=workers, progress=progress)
+
+
 # ------------------------------------------------------------------------------------------------ train
 def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: str | os.PathLike | None = None,
           overwrite: bool = False, resume: str | os.PathLike | None = None, resume_from: str = "last",

@@ -103,6 +103,15 @@ def cmd_train(args) -> None:
     con.print(f"run folder: [bold]{result.run_dir}[/]")
 
 
+def cmd_prepare(args) -> None:
+    import optik
+
+    out = optik.prepare(args.data, out=args.out, image_size=args.image_size, val_fraction=args.val_fraction,
+                        test_fraction=args.test_fraction, split_seed=args.split_seed, workers=args.workers,
+                        progress=not args.no_progress)
+    print(f"shards written to {out}; train with: optik train --data {out}")
+
+
 def cmd_evaluate(args) -> None:
     import optik
 
@@ -390,6 +399,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(s)
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("prepare", help="write a folder or manifest as resized LitData shards, to train from many "
+                                       "times (local folder or object store)")
+    s.add_argument("data", help="a folder of class folders or a .csv manifest")
+    s.add_argument("--out", required=True, help="the folder to write (copy it to s3://... to stream from there)")
+    s.add_argument("--image-size", type=int, required=True, help="resize every image to N x N pixels")
+    s.add_argument("--val-fraction", type=float, default=0.1, help="of the non-test images (default: %(default)s)")
+    s.add_argument("--test-fraction", type=float, default=0.2, help="(default: %(default)s)")
+    s.add_argument("--split-seed", type=int, default=0, help="fixes the split (default: %(default)s)")
+    s.add_argument("--workers", type=int, help="decoding processes (default: the cores)")
+    s.add_argument("--no-progress", action="store_true", help="no progress output")
+    s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("evaluate", help="confusion matrix and per-class metrics of a run's model")
     s.add_argument("run")

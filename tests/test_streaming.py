@@ -117,9 +117,53 @@ def test_an_unreadable_file_found_while_streaming_is_skipped_counted_and_named(f
                     out=tmp_path / "strict", progress=False)
 
 
-def test_streamed_data_parallel_ranks_see_disjoint_equal_shares(folder, tmp_path):
+@pytest.fixture(scope="module")
+def shards(folder, tmp_path_factory):
+    """The folder prepared as LitData shards of 20 x 20 images (the comparisons below resize the folder to 20 too)."""
+    out = tmp_path_factory.mktemp("shards") / "prepared"
+    optik.prepare(str(folder), out=out, image_size=20, workers=1, progress=False)
+    return out
+
+
+def test_prepared_shards_hold_the_folders_images_and_train_to_the_same_weights(folder, shards, tmp_path):
+    from optik.data.shards import ShardSplit
+
+    prepared, memory = open_data(str(shards)), open_data(str(folder), image_size=20)
+    assert prepared.source == "shards" and prepared.classes == memory.classes and prepared.image_size == (20, 20)
+    for name in ("train", "val", "test"):
+        p, m = prepared.splits[name], memory.splits[name]
+        assert isinstance(p, ShardSplit) and p.sources == m.sources and torch.equal(p.labels, m.labels)
+        assert torch.equal(p.take(range(len(p))), m.take(range(len(m))))
+    common = dict(model="cnn-small", epochs=2, batch_size=8, progress=False)
+    optik.train(data=str(shards), workers=1, out=tmp_path / "shards", **common)
+    optik.train(data=str(folder), image_size=20, out=tmp_path / "memory", **common)
+    a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("shards", "memory"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    report = optik.evaluate(tmp_path / "shards", n_boot=100)  # a verb on a run trained from shards
+    assert report["n"] == len(prepared.splits["test"])
+
+
+def test_prepare_resumes_and_refuses_a_foreign_folder(folder, shards, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shards, copy)
+    train_index = (copy / "train" / "index.json").stat().st_mtime_ns
+    shutil.rmtree(copy / "val")  # as if interrupted before the validation split was written
+    optik.prepare(str(folder), out=copy, image_size=20, workers=1, progress=False)
+    assert (copy / "val" / "index.json").is_file() and (copy / "train" / "index.json").stat().st_mtime_ns == train_index
+    assert torch.equal(open_data(str(copy)).splits["val"].labels, open_data(str(shards)).splits["val"].labels)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="holds other files"):
+        optik.prepare(str(folder), out=tmp_path / "other", image_size=20, workers=1, progress=False)
+
+
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_streamed_data_parallel_ranks_see_disjoint_equal_shares(folder, shards, tmp_path, source):
     out = tmp_path / "ddp"
-    run_optik("train", "--data", folder, "--model", "cnn-small", "--epochs", "1", "--batch-size", "8", "--stream",
+    data = ["--data", folder, "--stream"] if source == "files" else ["--data", shards]
+    run_optik("train", *data, "--model", "cnn-small", "--epochs", "1", "--batch-size", "8",
               "--workers", "1", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--log-shards",
               "--no-progress", "--out", out, isolated=True)
     ranks = [json.loads((out / "shards" / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -130,9 +174,11 @@ def test_streamed_data_parallel_ranks_see_disjoint_equal_shares(folder, tmp_path
     assert ranks[0]["val_accuracy"] == ranks[1]["val_accuracy"]
 
 
-def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(tmp_path):
-    """`optik train --stream --checkpoint-every 5`, killed between two epoch ends, resumed: bit-identical weights
-    to the run that was never interrupted (the checkpoint holds the data position and the random state)."""
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(folder, shards, tmp_path, source):
+    """`optik train --stream --checkpoint-every 5` (or from prepared shards), killed between two epoch ends,
+    resumed: bit-identical weights to the run that was never interrupted (the checkpoint holds the data position
+    and the random state)."""
     import os
     import signal
     import subprocess
@@ -140,9 +186,9 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(tmp_path):
 
     from helpers import ROOT, optik_cmd
 
-    data = write_folder(tmp_path / "data", n=40, size=(16, 16))
-    args = ["--data", data, "--model", "cnn-small", "--epochs", "2", "--batch-size", "2", "--stream", "--workers",
-            "1", "--checkpoint-every", "5", "--seed", "3", "--no-progress"]
+    data = folder if source == "files" else shards  # 72 images: 25 steps of 2 in an epoch
+    args = ["--data", data, "--model", "cnn-small", "--epochs", "2", "--batch-size", "2", "--workers", "1",
+            "--checkpoint-every", "5", "--seed", "3", "--no-progress", *(["--stream"] if source == "files" else [])]
     run_optik("train", *args, "--out", tmp_path / "whole")
 
     killed = tmp_path / "killed"
@@ -156,7 +202,7 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(tmp_path):
     proc.wait()
     state = torch.load(last, weights_only=True)
     done = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
-    steps = len(open_data(str(data), stream=True).splits["train"]) // 2
+    steps = len(open_data(str(data)).splits["train"]) // 2
     assert 0 < done < steps and state["epoch"] == 0, f"killed at batch {done} of {steps}, epoch {state['epoch']}"
     assert not (killed / "model.safetensors").exists()
 

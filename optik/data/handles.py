@@ -180,16 +180,21 @@ class FileSplit(Split):
 
 
 class FileBatches(Batches):
-    """A ``DataLoader`` over the split's files with persistent workers: each worker decodes whole batches; the
-    order comes from the :class:`BatchOrder` in the main process. Batches arrive as ``uint8`` (4x smaller than
-    float), pinned when the training device is a GPU; float conversion happens on the device."""
+    """A ``DataLoader`` over the split's files: each worker process decodes whole batches; the order comes from the
+    :class:`BatchOrder` in the main process. Batches arrive as ``uint8`` (4x smaller than float), pinned when the
+    training device is a GPU; float conversion happens on the device.
+
+    Workers are not persistent: forked afresh for each pass (milliseconds on Linux), they end with it. Persistent
+    workers re-prime their prefetch when a pass starts, and a pass Lightning starts but never runs (after the last
+    epoch) left them blocked with undelivered batches: 5 s each to shut down at garbage collection.
+    """
 
     def __init__(self, split: FileSplit, order: BatchOrder, *, workers: int, pin_memory: bool):
         super().__init__(order)
         self.split = split
         self.loader = torch.utils.data.DataLoader(
             split._dataset(), batch_sampler=order, num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
-            persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+            prefetch_factor=4 if workers > 0 else None)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels, _, bad in self.loader:
@@ -208,7 +213,7 @@ def channel_stats(split: Split, *, max_images: int = 2000, seed: int = 0, batch_
     """Per-channel mean and std of a split's pixels in [0, 1] units, in one streaming pass (float64 sums; no
     float copy of the split). Splits in memory use every image; files a seeded sample of ``max_images`` (the
     statistics of 2,000 images are within about 1e-3 of the whole set's). The std is floored at 1e-3."""
-    if isinstance(split, FileSplit) and len(split) > max_images:
+    if not isinstance(split, MemorySplit) and len(split) > max_images:
         rng = np.random.default_rng(seed)
         split = split.subset(torch.from_numpy(np.sort(rng.choice(len(split), max_images, replace=False))))
     c = split.channels
@@ -233,7 +238,8 @@ class DataHandle:
     Attributes:
         name: the dataset's name or path. classes, channels, image_size: of every image.
         splits: ``train`` / ``val`` / ``test`` handles.
-        source: ``memory`` (decoded into one tensor) or ``files`` (decoded in workers as needed).
+        source: ``memory`` (decoded into one tensor), ``files`` (decoded in workers as needed) or ``shards``
+            (prepared by ``optik prepare``, read through LitData).
         meta: facts recorded in a run's config.yaml (a manifest's SHA-256, images outside its folder).
     """
 
@@ -251,7 +257,8 @@ class DataHandle:
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
         return (f"{self.name}: {len(self)} images ({sizes}), {len(self.classes)} classes, {self.channels}x"
-                f"{self.image_size[0]}x{self.image_size[1]}, {'in memory' if self.source == 'memory' else 'streamed'}")
+                f"{self.image_size[0]}x{self.image_size[1]}, "
+                f"{ {'memory': 'in memory', 'files': 'streamed from files'}.get(self.source, 'streamed from shards')}")
 
     def summary(self) -> dict:
         """What a run's config.yaml records about its data."""
@@ -277,8 +284,8 @@ class DataHandle:
 
     def warn_skipped(self) -> None:
         """Name the files found unreadable while streaming (each once)."""
-        found = [f"{s.sources[i]}: {why}" for s in self.splits.values() if isinstance(s, FileSplit)
-                 for i, why in sorted(s.skipped.items())]
+        found = [f"{s.sources[i] if s.sources else i}: {why}" for s in self.splits.values()
+                 for i, why in sorted(getattr(s, "skipped", {}).items())]
         if found:
             from optik.data.folder import SkippedImagesWarning
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 import urllib.error
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from optik.core.errors import DataError, OfflineError
+from optik.core.errors import ConfigError, DataError, OfflineError, OptikWarning
 from optik.core.images import resize_uint8
 from optik.core.registry import Registry
 from optik.core.io import path_kind
@@ -17,6 +18,7 @@ from optik.data.dataset import ImageDataset
 from optik.data.files import check_listing, dataset_shape, load_listing
 from optik.data.folder import Listing, list_folder, list_manifest
 from optik.data.handles import DataHandle, FileSplit, MemorySplit, memory_fits
+from optik.data.shards import is_shards, open_shards
 from optik.data.splits import limit_per_class, stratified_split
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
@@ -198,6 +200,17 @@ def open_data(data: str, *, image_size: int | None = None, strict: bool = False,
     if data in DATASETS:
         handle = memory_handle(load_dataset(data, image_size=image_size), val_fraction=val_fraction,
                                test_fraction=test_fraction, seed=split_seed)
+    elif is_shards(data):  # prepared by `optik prepare`: split and sized already
+        handle = open_shards(data, workers=workers)
+        prepared = tuple(handle.meta.pop(k) for k in ("val_fraction", "test_fraction", "split_seed"))
+        if prepared != (val_fraction, test_fraction, split_seed):
+            warnings.warn(f"the shards in {data!r} keep the splits they were prepared with (val_fraction "
+                          f"{prepared[0]}, test_fraction {prepared[1]}, split_seed {prepared[2]}); the options given "
+                          f"here do not apply", OptikWarning, stacklevel=2)
+        if image_size and (image_size, image_size) != handle.image_size:
+            raise ConfigError(f"the shards in {data!r} hold images of {handle.image_size[0]} x "
+                              f"{handle.image_size[1]}; prepare them again at --image-size {image_size} or leave "
+                              f"--image-size out")
     else:
         listing = _listing(data)
         channels, size = dataset_shape(listing.files, image_size=image_size)
@@ -209,6 +222,7 @@ def open_data(data: str, *, image_size: int | None = None, strict: bool = False,
                                  test_fraction=test_fraction, seed=split_seed, strict=strict, workers=workers)
     if classes:
         handle = handle.select_classes(list(classes))
+
     if train_per_class:
         train = handle.splits["train"]
         keep = limit_per_class(train.labels, torch.arange(len(train)), train_per_class, seed=split_seed)

@@ -1,0 +1,237 @@
+"""Prepare once, train many times: a dataset's resized images written as LitData shards, read back as split handles.
+
+``optik prepare DATA --out DIR --image-size N`` lists and splits the data as training would (seeded, stratified,
+from labels alone), decodes and resizes every image once in worker processes, and writes each split with
+``litdata.optimize`` as chunks of raw ``uint8`` arrays (``DIR/train``, ``DIR/val``, ``DIR/test``), plus
+``DIR/meta`` (a one-item LitData dataset holding the class names, image size, split sizes, labels and where each
+image came from, so that a remote copy is read by LitData alone). An interrupted prepare resumes: finished splits
+are kept, a split in progress resumes from LitData's checkpoints.
+
+``optik train --data DIR`` (a local folder or an object-store URL that LitData reads, ``s3://...``) streams the
+shards with :class:`litdata.StreamingDataset`, reading items by index in ``DataLoader`` workers, in the same
+seeded :class:`~optik.data.batches.BatchOrder` as every other source, so shards, folders and memory give the same
+batches. Ranks read disjoint shares of it (the order is sharded by rank).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from optik.core.errors import ConfigError, DataError
+from optik.data.batches import BatchOrder
+from optik.data.files import Unreadable, collate, dataset_shape, default_workers
+from optik.data.handles import Batches, DataHandle, FileBatches, Split
+
+META = "meta"
+FORMAT = "optik.Shards/1"
+SPLITS = ("train", "val", "test")
+REMOTE = ("s3://", "gs://", "gcs://", "azure://", "abfs://", "hf://", "http://", "https://")
+
+
+def is_remote(path: str) -> bool:
+    return str(path).startswith(REMOTE)
+
+
+def is_shards(path: str) -> bool:
+    """Whether ``path`` holds shards written by ``optik prepare`` (a remote URL is taken to, and checked when read)."""
+    return is_remote(path) or (Path(path) / META / "index.json").is_file()
+
+
+def _item(task: tuple[str, int, int], *, size: tuple[int, int], channels: int) -> dict | None:
+    """One prepared image: decoded, resized, ``uint8`` ``C x H x W``; None (left out) if it cannot be read."""
+    from optik.data.files import ImageFiles
+
+    path, label, position = task
+    got = ImageFiles([path], torch.tensor([label]), size=size, channels=channels)[0]
+    if isinstance(got, Unreadable):
+        return None
+    return {"image": got[0].numpy(), "label": int(label), "index": int(position)}
+
+
+def _meta_item(task: int, *, meta: dict) -> dict:
+    return {"meta": json.dumps(meta)}
+
+
+def prepare(data: str, out: str | os.PathLike, *, image_size: int, val_fraction: float = 0.1,
+            test_fraction: float = 0.2, split_seed: int = 0, workers: int | None = None, progress: bool = True,
+            chunk_bytes: str = "64MB") -> Path:
+    """Write ``data`` (a folder tree or CSV manifest) as LitData shards in ``out``; see the module docstring.
+
+    Returns the folder. Raises a DataError when the folder holds something else than optik shards.
+    """
+    import litdata as ld
+
+    from optik.data.folder import SkippedImagesWarning  # noqa: F401 - warnings are the listing's
+    from optik.data.files import check_listing
+    from optik.data.registry import _listing, split_labels
+
+    if image_size is None or not 4 <= int(image_size) <= 8192:
+        raise ConfigError(f"expected --image-size from 4 to 8192 pixels, got {image_size!r}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "progress.json").is_file() and not is_shards(str(out)):
+        raise DataError(f"expected --out to be a new folder or one `optik prepare` was writing, got {str(out)!r}, "
+                        f"which holds other files")
+    listing = _listing(data)
+    check_listing(listing, strict=False)
+    channels, size = dataset_shape(listing.files, image_size=image_size)
+    classes = listing.classes
+    labels = torch.tensor([classes.index(n) for n in listing.labels])
+    predefined = {}
+    if listing.split_of is not None:
+        where = np.array(listing.split_of)
+        predefined = {s: torch.from_numpy(np.flatnonzero(where == s)).long() for s in SPLITS if (where == s).any()}
+    splits = split_labels(labels, name=listing.name, predefined=predefined, val_fraction=val_fraction,
+                          test_fraction=test_fraction, seed=split_seed)
+    workers = default_workers() if workers is None else max(1, workers)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, dict] = {}
+    for name, idx in splits.items():
+        folder = out / name
+        if not (folder / "index.json").is_file():  # a finished split is kept: prepare resumes where it stopped
+            tasks = [(str(listing.files[i]), int(labels[i]), int(i)) for i in idx.tolist()]
+            ld.optimize(fn=functools.partial(_item, size=size, channels=channels), inputs=tasks,
+                        output_dir=str(folder), num_workers=min(workers, max(1, len(tasks))), chunk_bytes=chunk_bytes,
+                        keep_data_ordered=True, reorder_files=False, use_checkpoint=True, verbose=progress,
+                        start_method=_start_method())
+        written[name] = _read_back(folder, listing, idx)
+    meta = {"format": FORMAT, "name": listing.name, "classes": classes, "channels": channels,
+            "image_size": list(size), "split_seed": split_seed, "val_fraction": val_fraction,
+            "test_fraction": test_fraction, "splits": written, **listing.meta}
+    if (out / META).exists():
+        import shutil
+
+        shutil.rmtree(out / META)
+    ld.optimize(fn=functools.partial(_meta_item, meta=meta), inputs=[0], output_dir=str(out / META), num_workers=1,
+                chunk_bytes="256MB", verbose=False, start_method=_start_method())
+    return out
+
+
+def _start_method() -> str:
+    """``fork`` where it is safe (Linux, no CUDA context yet: workers start in milliseconds instead of importing
+    torch again), else LitData's default ``spawn``."""
+    import sys
+
+    return "fork" if sys.platform.startswith("linux") and not torch.cuda.is_initialized() else "spawn"
+
+
+def _read_back(folder: Path, listing, idx: torch.Tensor) -> dict:
+    """What a split's shards hold, in the split's order: the shard item of each readable image, its label and
+    source; the files left out as unreadable."""
+    import litdata as ld
+
+    ds = ld.StreamingDataset(str(folder))
+    position_of = {int(p): j for j, p in enumerate(idx.tolist())}
+    at = [-1] * len(idx)
+    labels = [-1] * len(idx)
+    for k in range(len(ds)):
+        item = ds[k]
+        j = position_of[int(item["index"])]
+        at[j], labels[j] = k, int(item["label"])
+    kept = [j for j in range(len(idx)) if at[j] >= 0]
+    files = [str(listing.files[i]) for i in idx.tolist()]
+    return {"items": [at[j] for j in kept], "labels": [labels[j] for j in kept], "sources": [files[j] for j in kept],
+            "unreadable": [files[j] for j in range(len(idx)) if at[j] < 0]}
+
+
+def read_meta(path: str) -> dict:
+    """The description ``optik prepare`` stored next to the shards."""
+    import litdata as ld
+
+    try:
+        meta = json.loads(ld.StreamingDataset(_join(path, META))[0]["meta"])
+    except Exception as e:  # noqa: BLE001 - whatever LitData raises for a missing or foreign folder
+        raise DataError(f"expected shards written by `optik prepare` in {path!r}, but its {META}/ cannot be read "
+                        f"({type(e).__name__}: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise DataError(f"expected shards of format {FORMAT} in {path!r}, got {meta.get('format')!r}")
+    return meta
+
+
+def _join(path: str, name: str) -> str:
+    return f"{str(path).rstrip('/')}/{name}" if is_remote(path) else str(Path(path) / name)
+
+
+def open_shards(path: str, *, workers: int | None = None) -> DataHandle:
+    """Shards written by ``optik prepare`` as split handles."""
+    meta = read_meta(path)
+    classes, channels, size = meta["classes"], int(meta["channels"]), tuple(meta["image_size"])
+    splits = {name: ShardSplit(_join(path, name), s["items"], torch.tensor(s["labels"], dtype=torch.long),
+                               classes=classes, channels=channels, image_size=size, sources=s["sources"],
+                               workers=workers)
+              for name, s in meta["splits"].items()}
+    extra = {k: meta[k] for k in ("manifest_sha256", "outside_manifest_folder", "val_fraction", "test_fraction",
+                                  "split_seed") if k in meta}
+    return DataHandle(str(path), classes, channels, size, splits, "shards",
+                      {"prepared_from": meta["name"], **extra})
+
+
+class ShardItems(torch.utils.data.Dataset):
+    """Items of one split's shards by position (``items[i]`` is the shard index of position ``i``); the
+    StreamingDataset is opened in the process that reads (each DataLoader worker its own)."""
+
+    def __init__(self, folder: str, items: Sequence[int], labels: torch.Tensor):
+        self.folder, self.items, self.labels = folder, list(items), labels
+        self._ds = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        if self._ds is None:
+            import litdata as ld
+
+            self._ds = ld.StreamingDataset(self.folder)
+        i = int(i)
+        try:
+            item = self._ds[int(self.items[i])]
+        except Exception as e:  # noqa: BLE001 - a chunk that cannot be read: skipped, named, like a bad file
+            return Unreadable(i, f"{self.folder} item {self.items[i]}: {type(e).__name__}: {e}")
+        return torch.from_numpy(np.ascontiguousarray(item["image"])), self.labels[i], i
+
+
+class ShardSplit(Split):
+    """One split of prepared shards, read through LitData in worker processes."""
+
+    kind = "shards"
+
+    def __init__(self, folder: str, items: Sequence[int], labels: torch.Tensor, *, classes, channels, image_size,
+                 sources=None, workers: int | None = None):
+        super().__init__(labels, classes=classes, channels=channels, image_size=image_size, sources=sources)
+        self.folder, self.items = folder, list(items)
+        self.workers = default_workers() if workers is None else workers
+        self.strict = False
+        self.skipped: dict[int, str] = {}
+
+    def _dataset(self) -> ShardItems:
+        return ShardItems(self.folder, self.items, self.labels)
+
+    def take(self, positions) -> torch.Tensor:
+        data = self._dataset()
+        images, _, _, bad = collate([data[int(i)] for i in torch.as_tensor(positions).tolist()])
+        if bad:
+            raise DataError("; ".join(b.reason for b in bad))
+        return images
+
+    def subset(self, positions, *, labels=None, classes=None) -> "ShardSplit":
+        positions = torch.as_tensor(positions, dtype=torch.long).tolist()
+        return ShardSplit(self.folder, [self.items[i] for i in positions],
+                          self.labels[positions] if labels is None else labels, classes=classes or self.classes,
+                          channels=self.channels, image_size=self.image_size,
+                          sources=[self.sources[i] for i in positions] if self.sources else None,
+                          workers=self.workers)
+
+    def batches(self, batch_size, *, shuffle=False, seed=0, drop_last=False, rank=0, world_size=1, device=None,
+                workers=None) -> Batches:
+        order = BatchOrder(len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank,
+                           world_size=world_size)
+        return FileBatches(self, order, workers=self.workers if workers is None else workers,
+                           pin_memory=device is not None and torch.device(device).type == "cuda")
+
+
+__all__ = ["ShardSplit", "is_shards", "open_shards", "prepare", "read_meta"]
