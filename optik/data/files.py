@@ -151,15 +151,14 @@ def load_listing(listing: Listing, *, image_size: int | None = None, strict: boo
     if failures and strict:
         raise DataError(f"{len(failures)} unreadable image(s) (strict mode):\n  " + "\n  ".join(failures))
     warn_skipped(listing.skipped + listing.notes + failures)
-    names = [listing.labels[i] for i in kept]
     classes = listing.classes
-    empty = [c for c in classes if c not in set(names)]
+    empty = [c for c in classes if c not in {listing.labels[i] for i in kept}]
     if empty:
         raise DataError(f"class(es) {', '.join(repr(e) for e in empty)} in {listing.name!r} hold no readable "
                         f"images; add images or remove them")
-    labels = torch.tensor([classes.index(n) for n in names])
+    labels = listing.label_indices()[kept]
     splits = {}
-    if listing.split_of is not None:
+    if listing.split_of is not None:  # the readable files' positions in each split folder
         kept_split = np.array([listing.split_of[i] for i in kept])
         splits = {s: torch.from_numpy(np.flatnonzero(kept_split == s)).long() for s in ("train", "val", "test")
                   if (kept_split == s).any()}

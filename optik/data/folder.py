@@ -172,6 +172,18 @@ class Listing:
     def classes(self) -> list[str]:
         return sorted(set(self.labels))
 
+    def label_indices(self) -> torch.Tensor:
+        """Each file's class as an index into :attr:`classes`."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return torch.tensor([index[name] for name in self.labels], dtype=torch.long)
+
+    def predefined_splits(self) -> dict[str, torch.Tensor]:
+        """The positions of the files in each ``train`` / ``val`` / ``test`` folder (empty without such folders)."""
+        if self.split_of is None:
+            return {}
+        where = np.array(self.split_of)
+        return {s: torch.from_numpy(np.flatnonzero(where == s)).long() for s in SPLIT_NAMES if (where == s).any()}
+
 
 def list_folder(root: str | os.PathLike) -> Listing:
     """List ``root/<class>/*.png`` (or ``root/{train,val,test}/<class>/...`` with predefined splits) without

@@ -142,34 +142,27 @@ class MemoryBatches(Batches):
 
 
 # ------------------------------------------------------------------------------------------------ files
-class FileSplit(Split):
-    """Image files, decoded and resized to ``image_size`` in worker processes as batches are drawn."""
+class WorkerSplit(Split):
+    """A split whose items are decoded one by one in ``DataLoader`` worker processes as batches are drawn (image
+    files here; prepared shards in :mod:`optik.data.shards`). Subclasses give the per-item dataset and subsets."""
 
-    kind = "files"
-
-    def __init__(self, files: Sequence[str], labels: torch.Tensor, *, classes: Sequence[str], channels: int,
-                 image_size: Sequence[int], workers: int | None = None, strict: bool = False):
-        super().__init__(labels, classes=classes, channels=channels, image_size=image_size, sources=files)
+    def __init__(self, labels: torch.Tensor, *, classes: Sequence[str], channels: int, image_size: Sequence[int],
+                 sources: Sequence[str] | None = None, workers: int | None = None, strict: bool = False):
+        super().__init__(labels, classes=classes, channels=channels, image_size=image_size, sources=sources)
         self.workers = default_workers() if workers is None else workers
         self.strict = strict
         self.skipped: dict[int, str] = {}  # position -> why, as found while iterating
 
-    def _dataset(self) -> ImageFiles:
-        return ImageFiles(self.sources, self.labels, size=self.image_size, channels=self.channels)
+    def _dataset(self) -> torch.utils.data.Dataset:
+        """Item ``i``: ``(uint8 C x H x W, label, i)``, or an :class:`~optik.data.files.Unreadable`."""
+        raise NotImplementedError
 
     def take(self, positions) -> torch.Tensor:
         data = self._dataset()
-        items = [data[int(i)] for i in torch.as_tensor(positions).tolist()]
-        images, _, _, bad = collate(items)
+        images, _, _, bad = collate([data[int(i)] for i in torch.as_tensor(positions).tolist()])
         if bad:
             raise DataError("; ".join(b.reason for b in bad))
         return images
-
-    def subset(self, positions, *, labels=None, classes=None) -> "FileSplit":
-        positions = torch.as_tensor(positions, dtype=torch.long)
-        return FileSplit([self.sources[i] for i in positions.tolist()],
-                         self.labels[positions] if labels is None else labels, classes=classes or self.classes,
-                         channels=self.channels, image_size=self.image_size, workers=self.workers, strict=self.strict)
 
     def batches(self, batch_size, *, shuffle=False, seed=0, drop_last=False, rank=0, world_size=1, device=None,
                 workers=None) -> "FileBatches":
@@ -177,6 +170,26 @@ class FileSplit(Split):
                            world_size=world_size)
         return FileBatches(self, order, workers=self.workers if workers is None else workers,
                            pin_memory=device is not None and torch.device(device).type == "cuda")
+
+
+class FileSplit(WorkerSplit):
+    """Image files, decoded and resized to ``image_size`` in worker processes as batches are drawn."""
+
+    kind = "files"
+
+    def __init__(self, files: Sequence[str], labels: torch.Tensor, *, classes: Sequence[str], channels: int,
+                 image_size: Sequence[int], workers: int | None = None, strict: bool = False):
+        super().__init__(labels, classes=classes, channels=channels, image_size=image_size, sources=files,
+                         workers=workers, strict=strict)
+
+    def _dataset(self) -> ImageFiles:
+        return ImageFiles(self.sources, self.labels, size=self.image_size, channels=self.channels)
+
+    def subset(self, positions, *, labels=None, classes=None) -> "FileSplit":
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        return FileSplit([self.sources[i] for i in positions.tolist()],
+                         self.labels[positions] if labels is None else labels, classes=classes or self.classes,
+                         channels=self.channels, image_size=self.image_size, workers=self.workers, strict=self.strict)
 
 
 class FileBatches(Batches):
@@ -189,7 +202,7 @@ class FileBatches(Batches):
     epoch) left them blocked with undelivered batches: 5 s each to shut down at garbage collection.
     """
 
-    def __init__(self, split: FileSplit, order: BatchOrder, *, workers: int, pin_memory: bool):
+    def __init__(self, split: WorkerSplit, order: BatchOrder, *, workers: int, pin_memory: bool):
         super().__init__(order)
         self.split = split
         self.loader = torch.utils.data.DataLoader(
@@ -302,5 +315,5 @@ def memory_fits(n: int, channels: int, size: Sequence[int], max_memory_gb: float
     return estimated_bytes(n, channels, size) <= max_memory_gb * 2**30
 
 
-__all__ = ["Batches", "DataHandle", "FileBatches", "FileSplit", "MemoryBatches", "MemorySplit", "Split",
+__all__ = ["Batches", "DataHandle", "FileBatches", "FileSplit", "MemoryBatches", "MemorySplit", "Split", "WorkerSplit",
            "channel_stats", "estimated_bytes", "memory_fits"]

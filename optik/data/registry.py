@@ -243,15 +243,9 @@ def file_handle(listing: Listing, *, channels: int, size: tuple[int, int], val_f
                 seed: int, strict: bool, workers: int | None) -> DataHandle:
     """A listing, split from its labels, as file handles: nothing is decoded until a batch is drawn."""
     check_listing(listing, strict=strict)
-    classes = listing.classes
-    labels = torch.tensor([classes.index(name) for name in listing.labels])
-    predefined = {}
-    if listing.split_of is not None:
-        where = np.array(listing.split_of)
-        predefined = {s: torch.from_numpy(np.flatnonzero(where == s)).long() for s in ("train", "val", "test")
-                      if (where == s).any()}
-    splits = split_labels(labels, name=listing.name, predefined=predefined, val_fraction=val_fraction,
-                          test_fraction=test_fraction, seed=seed)
+    classes, labels = listing.classes, listing.label_indices()
+    splits = split_labels(labels, name=listing.name, predefined=listing.predefined_splits(),
+                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     files = [str(f) for f in listing.files]
     return DataHandle(listing.name, classes, channels, tuple(size),
                       {k: FileSplit([files[i] for i in v.tolist()], labels[v], classes=classes, channels=channels,
