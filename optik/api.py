@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -52,6 +53,30 @@ def make_config(config: str | os.PathLike | dict | TrainConfig | None = None, **
 def _is_worker_process() -> bool:
     """True in a data-parallel process other than global rank 0 (Lightning, torchrun or SLURM launched)."""
     return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+
+
+def _launched_by_others() -> str | None:
+    """The launcher, when this process is one of several started by ``torchrun`` or ``srun``: each starts
+    training on its own, so the run folder must be named (``--out``) before any of them begins."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "TORCHELASTIC_RUN_ID" in os.environ:
+        return "torchrun"
+    if int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1:
+        return "srun"
+    return None
+
+
+@contextmanager
+def _run_dir_for_workers(run: Path):
+    """Name the run folder to the processes Lightning starts for data-parallel training, for this fit only."""
+    before = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = before
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -136,6 +161,10 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
         log.info("weights from %s: %d tensors loaded, head re-initialized: %s", cfg.weights,
                  len(loaded["loaded"]), ", ".join(loaded["dropped"]) or "no")
     lock = None
+    launcher = _launched_by_others()
+    if resume is None and launcher and not (out or os.environ.get(RUN_DIR_ENV)):
+        raise ConfigError(f"expected --out when launched by {launcher}: every process must train into the same "
+                          "run folder, and a folder named after the time differs between them; got none")
     if resume is None:
         if worker:
             if not (out or os.environ.get(RUN_DIR_ENV)):
@@ -162,12 +191,12 @@ def _fit_and_report(model: Classifier, cfg: TrainConfig, data: DataHandle, run: 
     from optik.training.datamodule import SplitDataModule  # Lightning loads in seconds: only when training
     from optik.training.trainer import fit
 
-    os.environ[RUN_DIR_ENV] = str(run)
     if not worker:
         log.info("%s: %s; run folder %s", "resuming" if checkpoint else "training", data.describe(), run)
     datamodule = SplitDataModule(data.splits["train"], data.splits.get("val"), batch_size=cfg.batch_size,
                                  seed=cfg.seed, workers=cfg.workers)
-    model, trainer = fit(model, datamodule, cfg, run, checkpoint=checkpoint, progress=progress)
+    with _run_dir_for_workers(run):
+        model, trainer = fit(model, datamodule, cfg, run, checkpoint=checkpoint, progress=progress)
     if not trainer.is_global_zero:
         return TrainResult(run, None, None)
     model = model.to(memory_format=torch.contiguous_format).eval()
@@ -197,10 +226,26 @@ def available_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def run_device(config: TrainConfig, device: str | torch.device | None = None) -> torch.device:
+    """``device`` when given (checked against this machine); else the kind of device the run trained on, when this
+    machine has one, else the CPU (said in the log)."""
+    if device is not None:
+        return available_device(device)
+    accelerator = str(getattr(config, "accelerator", "auto"))
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if accelerator in ("auto", "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    if accelerator not in ("auto", "cpu"):
+        log.info("the run trained with accelerator %s, which this machine does not have: the model runs on the CPU",
+                 accelerator)
+    return torch.device("cpu")
+
+
 def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "test", positive: str | None = None,
              threshold: float = 0.5, target_sensitivity: float | None = None,
              target_specificity: float | None = None, calibrate: bool = False, n_boot: int = 2000,
-             seed: int = 0, strict: bool = False, device: str | torch.device = "cpu") -> dict:
+             seed: int = 0, strict: bool = False, device: str | torch.device | None = None) -> dict:
     """Evaluate a run's model on a split of its own data (default) or of another dataset with the same classes.
 
     Beyond the confusion matrix and its metrics, the report holds bootstrapped 95 % intervals (``n_boot``
@@ -211,14 +256,16 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
     Writes ``metrics.json`` and ``figures/`` (confusion matrix, reliability diagram, most confident mistakes,
     ROC / precision-recall when binary) into the run folder for the run's own test split with default options,
     else into ``evaluations/<data>-<split>[-<options>]/`` inside it. Returns the report. The model runs on
-    ``device``, in batches streamed from the run's data (bounded memory whatever the split's size).
+    ``device`` (default: the kind the run trained on, if this machine has it), in batches streamed from the run's
+    data (bounded memory whatever the split's size).
     """
     from optik.evaluation.evaluate import EvalOptions, check_binary_options
 
     opts = EvalOptions(positive=positive, threshold=threshold, target_sensitivity=target_sensitivity,
                        target_specificity=target_specificity, calibrate=calibrate, n_boot=n_boot, seed=seed)
     opened = Run.open(run, kind="classifier")
-    saved, device = opened.config, available_device(device)
+    saved = opened.config
+    device = run_device(saved, device)
     model = opened.model(device)
     handle = opened.data(**({"data": data} if data else {}), strict=strict or None)
     if split not in handle.splits:
@@ -352,14 +399,15 @@ def run_info(run: str | os.PathLike) -> dict:
 # ------------------------------------------------------------------------------------------------ attack
 def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence[float] | None = None,
            n: int | None = 1000, split: str = "test", batch_size: int = 500, seed: int = 0,
-           device: str | torch.device = "cpu", **attack_options: Any) -> dict:
+           device: str | torch.device | None = None, **attack_options: Any) -> dict:
     """Attack a run's model on ``n`` images of a split (a random subset drawn with ``seed``) at every ``eps``; write
     ``attacks/<method>/robustness.json``, ``robustness.png`` (accuracy vs eps) and ``gallery.png``.
 
     ``eps`` defaults to radii in the attack's norm: Linf 0, 0.05, 0.1, 0.2, 0.3; L2 (``pgd-l2``, ``cw``) 0, 0.5,
     1, 1.5, 2, 3 for 28 x 28 grey images, scaled by the square root of the number of pixel values for others.
     ``attack_options`` go to the attack (``steps``, ``alpha``, ``restarts``, ``confidence``, ...). Returns the
-    report (see :func:`optik.robustness.evaluate.robustness_curve`).
+    report (see :func:`optik.robustness.evaluate.robustness_curve`). The attack runs on ``device`` (default: the
+    kind the run trained on, if this machine has it).
     """
     from optik.data.splits import random_subset
     from optik.robustness.attacks import ATTACKS
@@ -376,7 +424,7 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence
     if n is not None and n < 1:
         raise ConfigError(f"expected n >= 1 images (None, or 0 on the command line: all of the split), got {n}")
     opened = Run.open(run, kind="classifier")
-    device = available_device(device)
+    device = run_device(opened.config, device)
     model, data = opened.model(device), opened.data()
     if split not in data.splits:
         raise ConfigError(f"expected --split to be one of {sorted(data.splits)}, got {split!r}")

@@ -429,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resamples for the 95%% confidence intervals (0: none)")
     s.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
     s.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
-    s.add_argument("--device", default="cpu", help="where the model runs: cpu | cuda | cuda:1 ... (in batches)")
+    s.add_argument("--device", help="where the model runs, in batches: cpu | cuda | cuda:1 ... (default: the kind "
+                                    "the run trained on, if this machine has it)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_evaluate)
 
@@ -465,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--confidence", type=float, help="cw: kappa, the logit margin a success must reach")
     s.add_argument("--batch-size", type=int, default=500, help="images per pass (bounds memory)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="cpu", help="cpu | cuda | cuda:1 ...")
+    s.add_argument("--device", help="cpu | cuda | cuda:1 ... (default: the kind the run trained on, if this "
+                                    "machine has it)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_attack)
 

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import optik
-from optik.core.errors import DataError
+from optik.core.errors import ConfigError, DataError
 from optik.data.handles import FileSplit, MemorySplit, channel_stats
 from optik.data.registry import open_data
 
@@ -209,3 +209,42 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(folder, shards, tmp
     run_optik("train", "--resume", killed, "--no-progress")
     a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("whole", "killed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("launcher", [{"WORLD_SIZE": "2", "RANK": "0", "TORCHELASTIC_RUN_ID": "x"},
+                                      {"SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "0"}])
+def test_a_run_launched_by_torchrun_or_srun_needs_its_folder_named(launcher, monkeypatch, tmp_path):
+    """Every rank of `torchrun` / `srun` starts optik on its own: a folder named after the time would differ
+    between them, so --out is required, on rank 0 as on the others, before anything is written."""
+    monkeypatch.chdir(tmp_path)
+    for k, v in launcher.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match="expected --out when launched by"):
+        optik.train(data="digits", model="cnn-small", epochs=1, progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_training_in_process_leaves_the_environment_as_it_found_it(tmp_path):
+    import os
+
+    before = dict(os.environ)
+    optik.train(data="digits", model="cnn-small", epochs=1, out=tmp_path / "run", progress=False)
+    assert dict(os.environ) == before
+
+
+def test_evaluate_and_attack_default_to_the_device_the_run_trained_on(caplog):
+    import logging
+
+    from optik.api import make_config, run_device
+
+    on_gpu = make_config(data="digits", accelerator="gpu")
+    with caplog.at_level(logging.INFO, logger="optik"):
+        got = run_device(on_gpu)
+    if torch.cuda.is_available():
+        assert got.type == "cuda"
+    else:
+        assert got == torch.device("cpu") and "which this machine does not have" in caplog.text
+    assert run_device(make_config(data="digits", accelerator="cpu")) == torch.device("cpu")
+    assert run_device(on_gpu, "cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="expected a device this machine has, got 'cuda:99'"):
+        run_device(on_gpu, "cuda:99")
