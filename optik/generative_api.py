@@ -20,7 +20,8 @@ from optik.core.errors import ConfigError
 from optik.core.io import (RunLock, atomic_write, input_paths, new_run_dir, provenance,
                            resume_checkpoint, write_json, write_yaml)
 from optik.core.seed import generator, seed_everything
-from optik.data.registry import load_dataset, split_dataset
+from optik.data.handles import DataHandle, at_most
+from optik.data.registry import open_data
 from optik.data.splits import random_subset
 from optik.generative.metrics import (ClassifierFeatures, FeatureStats, InceptionFeatures, extract_features,
                                       frechet_distance, sample_quality)
@@ -29,6 +30,10 @@ from optik.runs import Run
 
 log = logging.getLogger("optik")
 KINDS = {"gan": GANConfig, "vae": VAEConfig}
+# Sets whose cost grows with the data are capped (seeded draws, in the split's order): FID's reference statistics
+# and the feature scale, and the final test metrics (as many samples as test images, up to this many).
+MAX_REFERENCE = 50_000
+MAX_TEST = 10_000
 
 
 @dataclass
@@ -47,14 +52,13 @@ def make_generative_config(kind: str, config: str | os.PathLike | dict | Generat
     return resolve_config(KINDS[kind], config, **overrides)
 
 
-def _splits(cfg: GenerativeConfig):
-    from optik.data.splits import select_classes
-
-    ds = load_dataset(cfg.data, image_size=cfg.image_size, strict=cfg.strict)
-    splits = split_dataset(ds, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed)
-    if cfg.classes:
-        ds, splits = select_classes(ds, splits, [c.strip() for c in cfg.classes.split(",")])
-    return ds, splits
+def open_generative_data(cfg: GenerativeConfig) -> DataHandle:
+    """The data a generative config names, as split handles: in memory, or streamed from files or shards when
+    they do not fit ``max_memory_gb`` (or with ``stream``)."""
+    return open_data(data=cfg.data, image_size=cfg.image_size, strict=cfg.strict, val_fraction=cfg.val_fraction,
+                     test_fraction=cfg.test_fraction, split_seed=cfg.split_seed,
+                     classes=[c.strip() for c in cfg.classes.split(",")] if cfg.classes else None,
+                     stream=cfg.stream, max_memory_gb=cfg.max_memory_gb, workers=cfg.workers)
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -62,9 +66,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("OPTIK_CACHE") or Path.home() / ".cache" / "optik")
 
 
-def feature_extractor(features: str | None, cfg: GenerativeConfig, ds, splits, *, progress: bool = False):
-    """The extractor for sample quality, its scale fitted on the training split, and the classifier for class
-    histograms (None for Inception).
+def feature_extractor(features: str | None, cfg: GenerativeConfig, data: DataHandle, *, progress: bool = False):
+    """The extractor for sample quality, its scale fitted on the training split (at most ``MAX_REFERENCE`` of its
+    images), and the classifier for class histograms (None for Inception).
 
     ``features``: an optik classification run folder, ``inception:PATH``, or None for the default: an optik CNN
     trained once on the same data and split (about 1.5 minutes for mnist5k on 2 CPU cores), cached under
@@ -77,15 +81,16 @@ def feature_extractor(features: str | None, cfg: GenerativeConfig, ds, splits, *
     else:
         run = Path(features) if features else _default_feature_run(cfg, progress=progress)
         classifier = optik.load(run)
-        if classifier.in_channels != ds.channels:
-            raise ConfigError(f"expected a feature classifier for {ds.channels}-channel images, got {run} made for "
+        if classifier.in_channels != data.channels:
+            raise ConfigError(f"expected a feature classifier for {data.channels}-channel images, got {run} made for "
                               f"{classifier.in_channels}")
-        extractor = ClassifierFeatures(classifier).fit_scale(ds.images[splits["train"]])
-        if classifier.classes != ds.classes:
+        extractor = ClassifierFeatures(classifier).fit_scale(at_most(data.splits["train"], MAX_REFERENCE,
+                                                                     seed=cfg.split_seed))
+        if classifier.classes != data.classes:
             log.warning("the feature classifier %s was trained on other classes (%s) than %s has (%s): FID, KID and "
                         "precision / recall use features it never learned for this data, and there is no class "
                         "histogram; compare such figures only with others made with the same classifier", run,
-                        ", ".join(classifier.classes[:5]), ds.name, ", ".join(ds.classes[:5]))
+                        ", ".join(classifier.classes[:5]), data.name, ", ".join(data.classes[:5]))
             classifier = None  # its classes say nothing about this data's
     return extractor, classifier
 
@@ -102,8 +107,8 @@ def _default_feature_run(cfg: GenerativeConfig, *, progress: bool) -> Path:
     log.info("training the feature classifier for FID on %s (once; cached in %s)", cfg.data, folder)
     tmp = folder.with_name(folder.name + ".partial")
     optik.train(data=cfg.data, classes=cfg.classes, image_size=cfg.image_size, val_fraction=cfg.val_fraction,
-                test_fraction=cfg.test_fraction, split_seed=cfg.split_seed, strict=cfg.strict, out=tmp,
-                overwrite=True, progress=progress)
+                test_fraction=cfg.test_fraction, split_seed=cfg.split_seed, strict=cfg.strict, stream=cfg.stream,
+                max_memory_gb=cfg.max_memory_gb, workers=cfg.workers, out=tmp, overwrite=True, progress=progress)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -138,8 +143,8 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
     else:
         cfg = make_generative_config(kind, config, **overrides)
     seed_everything(cfg.seed)
-    ds, splits = _splits(cfg)
-    extractor, classifier = (feature_extractor(cfg.features, cfg, ds, splits, progress=progress)
+    data = open_generative_data(cfg)
+    extractor, classifier = (feature_extractor(cfg.features, cfg, data, progress=progress)
                              if cfg.quality_every or cfg.features else (None, None))
     if resume is None:
         prefix = f"{kind}-{cfg.data if cfg.data.replace('-', '').isalnum() else Path(cfg.data).stem}"
@@ -147,55 +152,55 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
     with RunLock(run):  # no second training into this folder meanwhile
         if resume is None:
             write_yaml(run / "config.yaml", {"command": f"{kind} train", **provenance(), "config": cfg.to_dict(),
-                                             "data": {"name": ds.name, "classes": ds.classes,
-                                                      "channels": ds.channels, "image_size": list(ds.image_size),
-                                                      "splits": {k: len(v) for k, v in splits.items()}}})
-        return _fit_generative_run(kind, cfg, ds, splits, run, checkpoint=checkpoint, extractor=extractor,
+                                             "data": data.summary()})
+        return _fit_generative_run(kind, cfg, data, run, checkpoint=checkpoint, extractor=extractor,
                                    classifier=classifier, progress=progress)
 
 
-def _fit_generative_run(kind: str, cfg, ds, splits, run: Path, *, checkpoint: Path | None, extractor, classifier,
-                        progress: bool) -> GenerativeResult:
+def _fit_generative_run(kind: str, cfg, data: DataHandle, run: Path, *, checkpoint: Path | None, extractor,
+                        classifier, progress: bool) -> GenerativeResult:
     from optik.training.callbacks import SampleMonitor
-    from optik.data.handles import MemorySplit
     from optik.training.datamodule import SplitDataModule
     from optik.training.generative import GANTask, VAETask
     from optik.training.trainer import fit_generative
 
-    log.info("%s %s: %s; run folder %s", "resuming" if checkpoint else "training", kind.upper(), ds.describe(), run)
-    task = (GANTask if kind == "gan" else VAETask)(cfg, channels=ds.channels, image_size=ds.image_size,
-                                                   classes=ds.classes)
-    reference = (FeatureStats.from_features(extract_features(extractor, ds.images[splits["train"]]))
+    log.info("%s %s: %s; run folder %s", "resuming" if checkpoint else "training", kind.upper(), data.describe(),
+             run)
+    task = (GANTask if kind == "gan" else VAETask)(cfg, channels=data.channels, image_size=data.image_size,
+                                                   classes=data.classes)
+    train = data.splits["train"]
+    reference = (FeatureStats.from_features(extract_features(extractor, at_most(train, MAX_REFERENCE,
+                                                                                 seed=cfg.split_seed)))
                  if extractor is not None else None)
     monitor = SampleMonitor(extractor, reference, every=cfg.quality_every, n=cfg.quality_samples, seed=cfg.seed)
-    train = MemorySplit(ds.images, splits["train"], ds.labels[splits["train"]], classes=ds.classes)
-    val = MemorySplit(ds.images, splits["val"], ds.labels[splits["val"]], classes=ds.classes) \
-        if kind == "vae" and len(splits.get("val", ())) else None
-    datamodule = SplitDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed)
+    val = data.splits.get("val") if kind == "vae" else None
+    datamodule = SplitDataModule(train, val, batch_size=cfg.batch_size, seed=cfg.seed, workers=cfg.workers)
     start, batches_before = time.perf_counter(), int(task.batches_done)
     trainer = fit_generative(task, datamodule, cfg, run, checkpoint=checkpoint, progress=progress, monitor=monitor)
     seconds = time.perf_counter() - start
     model = task.generative_model().cpu()
     if kind == "vae" and cfg.latent_mixture:
-        model.fit_mixture(ds.images[splits["train"]], cfg.latent_mixture, seed=cfg.seed)  # on the kept weights
+        model.fit_mixture(train, cfg.latent_mixture, seed=cfg.seed)  # on the kept weights
     save_generative(model, run)
-    metrics = _final_metrics(model, task, ds, splits, extractor, classifier, cfg)
+    metrics = _final_metrics(model, task, data, extractor, classifier, cfg)
     done = task.final_counts  # the end of training, not the best epoch's (whose weights the task now holds)
     metrics["training"] = {"epochs": trainer.current_epoch, **done, "seconds_this_session": round(seconds, 2),
                            "steps_per_second": round((done["steps"] - batches_before) / seconds, 2)}
     metrics["quality_history"] = monitor.history
     write_json(run / "metrics.json", metrics)
-    _write_figures(model, ds, splits, run, seed=cfg.seed)
+    _write_figures(model, data, run, seed=cfg.seed)
+    data.warn_skipped()
     return GenerativeResult(run, model, metrics)
 
 
 @torch.no_grad()
-def _final_metrics(model: GenerativeModel, task, ds, splits, extractor, classifier, cfg) -> dict:
-    """Sample quality of as many samples as test images against the test split, the real-vs-real floor
-    (as many training images), and for a VAE the test ``-ELBO``."""
-    test = ds.images[splits["test"]]
+def _final_metrics(model: GenerativeModel, task, data: DataHandle, extractor, classifier, cfg) -> dict:
+    """Sample quality of as many samples as test images (up to ``MAX_TEST``) against them, the real-vs-real floor
+    (as many training images), and for a VAE the test ``-ELBO`` (over the whole test split)."""
+    whole_test = data.splits["test"]
+    test = at_most(whole_test, MAX_TEST, seed=cfg.seed)
     n = len(test)
-    out: dict[str, Any] = {"data": ds.name, "kind": model.kind, "n_test": n}
+    out: dict[str, Any] = {"data": data.name, "kind": model.kind, "n_test": n}
     if extractor is not None:
         out["test"] = _test_quality(model, test, extractor, classifier, seed=cfg.seed)
         if isinstance(model, VAEModel) and model.mixture is not None:  # what codes from the model's prior give
@@ -203,19 +208,19 @@ def _final_metrics(model: GenerativeModel, task, ds, splits, extractor, classifi
                                                     seed=cfg.seed)
             model.draw_codes_from("fitted")
         out["codes_from"] = getattr(model, "codes_from", "prior")
-        train = ds.images[splits["train"]]
+        train = data.splits["train"]
         pick = random.randperm(len(train), generator=generator(cfg.seed, "floor"))[:n]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             out["fid_floor_train_vs_test"] = frechet_distance(
-                FeatureStats.from_features(extract_features(extractor, train[pick])),
+                FeatureStats.from_features(extract_features(extractor, train.subset(pick))),
                 FeatureStats.from_features(extract_features(extractor, test)))
     if isinstance(model, VAEModel):
-        out["test_neg_elbo"] = _neg_elbo(task, test, seed=cfg.seed)
+        out["test_neg_elbo"] = _neg_elbo(task, whole_test, seed=cfg.seed)
     return out
 
 
-def _test_quality(model: GenerativeModel, test: torch.Tensor, extractor, classifier, *, seed: int) -> dict:
+def _test_quality(model: GenerativeModel, test, extractor, classifier, *, seed: int) -> dict:
     """As many samples as test images (codes seeded by ``seed``) against them: what training reports in
     ``metrics.json`` and `optik quality` reproduces."""
     fake = model.sample(len(test), generator=generator(seed, "final-samples"))
@@ -223,20 +228,24 @@ def _test_quality(model: GenerativeModel, test: torch.Tensor, extractor, classif
 
 
 @torch.no_grad()
-def _neg_elbo(task, images: torch.Tensor, *, seed: int, batch_size: int = 500) -> dict:
-    """Mean per-image ``-ELBO``, reconstruction NLL and KL in nats (one posterior sample per image, seeded)."""
+def _neg_elbo(task, images, *, seed: int, batch_size: int = 500) -> dict:
+    """Mean per-image ``-ELBO``, reconstruction NLL and KL in nats (one posterior sample per image, seeded) over
+    ``images`` (a tensor or a data split)."""
+    from optik.data.handles import image_batches
+
     task.eval().cpu()
     g = generator(seed, "test-elbo")
     nll_sum = kl_sum = 0.0
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].float() / 255
+    n = 0
+    for batch in image_batches(images, batch_size):
+        x = batch.float() / 255
+        n += len(x)
         nll, kl = task._elbo_terms(x, random.normal((len(x), task.cfg.latent_dim), generator=g, device=x.device))
         nll_sum, kl_sum = nll_sum + nll.sum().item(), kl_sum + kl.sum().item()
-    n = len(images)
     return {"neg_elbo": (nll_sum + kl_sum) / n, "nll": nll_sum / n, "kl": kl_sum / n}
 
 
-def _write_figures(model: GenerativeModel, ds, splits, run: Path, *, seed: int) -> None:
+def _write_figures(model: GenerativeModel, data: DataHandle, run: Path, *, seed: int) -> None:
     from optik.evaluation.figures import save_figure
     from optik.generative.figures import image_grid_figure, interpolation_figure
 
@@ -246,7 +255,7 @@ def _write_figures(model: GenerativeModel, ds, splits, run: Path, *, seed: int) 
     if isinstance(model, VAEModel):
         from optik.generative.figures import reconstruction_figure
 
-        x = ds.images[splits["test"][:16]].float() / 255
+        x = data.splits["test"].take(torch.arange(min(16, len(data.splits["test"])))).float() / 255
         save_figure(reconstruction_figure(x, model.reconstruct(x)), run / "figures" / "reconstructions.png")
 
 
@@ -325,9 +334,8 @@ def interpolate(run: str | os.PathLike | GenerativeModel, *, out: str | os.PathL
     model = run if isinstance(run, GenerativeModel) else load_generator(run)
     real = None
     if isinstance(model, VAEModel) and not isinstance(run, GenerativeModel):
-        ds, splits = _splits(Run.open(run, kind="vae").config)
-        pick = splits["test"][random.randperm(len(splits["test"]), generator=generator(seed, "pairs"))[:2 * rows]]
-        real = ds.images[pick].float() / 255
+        test = Run.open(run, kind="vae").data().splits["test"]
+        real = test.take(random.randperm(len(test), generator=generator(seed, "pairs"))[:2 * rows]).float() / 255
     fig = interpolation_figure(model, seed=seed, method=method, rows=rows, steps=steps, real=real)
     return save_figure(fig, Path(out))
 
@@ -338,14 +346,15 @@ def quality(run: str | os.PathLike, *, n: int | None = None, features: str | Non
     ``codes``: as for :func:`sample`."""
     opened = Run.open(run, kind="generative")
     run, cfg = opened.path, opened.config
-    ds, splits = _splits(cfg)
-    extractor, classifier = feature_extractor(features or cfg.features, cfg, ds, splits)
+    data = opened.data()
+    extractor, classifier = feature_extractor(features or cfg.features, cfg, data)
     model = load_generator(run)
     _draw_codes_from(model, codes)
     if n is not None and n < 1:
         raise ConfigError(f"expected n >= 1 test images to compare with (or None: all), got {n}")
-    test = ds.images[random_subset(splits["test"], n, seed=seed)]
-    report = {"run": str(run), "data": ds.name, "codes_from": getattr(model, "codes_from", "prior"),
+    whole = data.splits["test"]
+    test = whole.subset(random_subset(torch.arange(len(whole)), n, seed=seed))
+    report = {"run": str(run), "data": data.name, "codes_from": getattr(model, "codes_from", "prior"),
               **_test_quality(model, test, extractor, classifier, seed=seed)}
     write_json(run / "quality.json", report)
     return report

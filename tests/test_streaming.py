@@ -248,3 +248,31 @@ def test_evaluate_and_attack_default_to_the_device_the_run_trained_on(caplog):
     assert run_device(on_gpu, "cpu") == torch.device("cpu")
     with pytest.raises(ConfigError, match="expected a device this machine has, got 'cuda:99'"):
         run_device(on_gpu, "cuda:99")
+
+
+@pytest.mark.filterwarnings("ignore:FID from")
+@pytest.mark.parametrize("kind", ["vae", "gan"])
+def test_generative_runs_stream_with_the_in_memory_weights_and_numbers(folder, tmp_path, kind):
+    """A GAN or VAE trained on a streamed folder sees the same batches as one trained in memory: the same weights;
+    sample quality and the test -ELBO are computed over streamed splits with the in-memory numbers."""
+    features = tmp_path / "features"
+    optik.train(data=str(folder), model="cnn-small", image_size=16, epochs=1, out=features, progress=False)
+    train = optik.train_vae if kind == "vae" else optik.train_gan
+    common = dict(data=str(folder), image_size=16, epochs=2, batch_size=8, quality_every=1, quality_samples=20,
+                  features=str(features), seed=1, progress=False)
+    memory = train(out=tmp_path / "memory", **common)
+    streamed = train(out=tmp_path / "files", stream=True, workers=2, **common)
+    assert optik.run_info(streamed.run_dir)["config"]["data"]["source"] == "files"
+    a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (memory, streamed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("fid", "kid_mean", "precision", "recall"):
+        assert streamed.metrics["test"][key] == pytest.approx(memory.metrics["test"][key], rel=1e-6, abs=1e-9)
+    assert streamed.metrics["fid_floor_train_vs_test"] == pytest.approx(memory.metrics["fid_floor_train_vs_test"],
+                                                                        rel=1e-6)
+    if kind == "vae":
+        assert streamed.metrics["test_neg_elbo"]["neg_elbo"] == pytest.approx(
+            memory.metrics["test_neg_elbo"]["neg_elbo"], rel=1e-6)
+        assert optik.interpolate(streamed.run_dir, out=tmp_path / "path.png", rows=2, steps=3).is_file()
+    again = optik.quality(streamed.run_dir, n=10)
+    assert again["n_real"] == 10 and again["fid"] == pytest.approx(optik.quality(memory.run_dir, n=10)["fid"],
+                                                                  rel=1e-6)

@@ -367,9 +367,16 @@ class GenerativeConfig:
     accelerator: str = _field("auto", "auto | cpu | gpu | mps")
     devices: int = _field(1, "processes / GPUs (data parallel when > 1)")
     strict: bool = _field(False, "a corrupt image stops loading instead of being skipped with a warning")
+    stream: bool = _field(False, "folders and manifests: decode images in worker processes as batches are needed, "
+                                 "even when they would fit in memory")
+    max_memory_gb: float = _field(4.0, "folders and manifests: decode into memory when the decoded, resized images "
+                                       "take at most this many GiB; stream them from their files otherwise")
+    workers: int | None = _field(None, "processes decoding streamed images (default: this machine's cores)")
 
     def __post_init__(self) -> None:
         check_numbers(self)
+        _check(self.max_memory_gb >= 0, "max_memory_gb", "GiB >= 0 (0: always stream)", self.max_memory_gb)
+        _check(self.workers is None or 0 <= self.workers <= 256, "workers", "None or 0 to 256 processes", self.workers)
         _check(self.epochs is None or self.epochs >= 1, "epochs", "None or an integer >= 1", self.epochs)
         _check(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "None or minutes > 0",
                self.max_minutes)

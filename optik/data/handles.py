@@ -219,6 +219,27 @@ class FileBatches(Batches):
                 yield images, labels
 
 
+# ------------------------------------------------------------------------------------------------ helpers
+def image_batches(images: "torch.Tensor | Split", batch_size: int) -> Iterator[torch.Tensor]:
+    """The images of a tensor (``N x C x H x W``) or of a split, ``batch_size`` at a time, in order: what code that
+    passes over a set of images once (features, statistics, encodings) iterates, whatever holds them."""
+    if isinstance(images, Split):
+        for x, _ in images.batches(batch_size):
+            yield x
+    else:
+        for start in range(0, len(images), batch_size):
+            yield images[start:start + batch_size]
+
+
+def at_most(split: Split, n: int | None, *, seed: int = 0) -> Split:
+    """``split`` itself when it has at most ``n`` images (or ``n`` is None), else ``n`` of them drawn with
+    ``seed``, kept in the split's order: a reference set whose cost does not grow with the dataset."""
+    if n is None or len(split) <= n:
+        return split
+    rng = np.random.default_rng(seed)
+    return split.subset(torch.from_numpy(np.sort(rng.choice(len(split), n, replace=False))))
+
+
 # ------------------------------------------------------------------------------------------------ statistics
 @torch.no_grad()
 def channel_stats(split: Split, *, max_images: int = 2000, seed: int = 0, batch_size: int = 256
@@ -226,9 +247,8 @@ def channel_stats(split: Split, *, max_images: int = 2000, seed: int = 0, batch_
     """Per-channel mean and std of a split's pixels in [0, 1] units, in one streaming pass (float64 sums; no
     float copy of the split). Splits in memory use every image; files a seeded sample of ``max_images`` (the
     statistics of 2,000 images are within about 1e-3 of the whole set's). The std is floored at 1e-3."""
-    if not isinstance(split, MemorySplit) and len(split) > max_images:
-        rng = np.random.default_rng(seed)
-        split = split.subset(torch.from_numpy(np.sort(rng.choice(len(split), max_images, replace=False))))
+    if not isinstance(split, MemorySplit):
+        split = at_most(split, max_images, seed=seed)
     c = split.channels
     n, total, squares = 0, torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
     for images, _ in split.batches(batch_size):
@@ -315,5 +335,5 @@ def memory_fits(n: int, channels: int, size: Sequence[int], max_memory_gb: float
     return estimated_bytes(n, channels, size) <= max_memory_gb * 2**30
 
 
-__all__ = ["Batches", "DataHandle", "FileBatches", "FileSplit", "MemoryBatches", "MemorySplit", "Split", "WorkerSplit",
+__all__ = ["at_most", "image_batches", "Batches", "DataHandle", "FileBatches", "FileSplit", "MemoryBatches", "MemorySplit", "Split", "WorkerSplit",
            "channel_stats", "estimated_bytes", "memory_fits"]

@@ -220,14 +220,18 @@ def extract_features(extractor: nn.Module, images: torch.Tensor, *, batch_size: 
 
     Args:
         extractor: a module mapping pixels in [0, 1] to ``N x D`` features; its modes come back afterwards.
-        images: the images, on any device; only one batch at a time is moved to ``device``.
+        images: the images, on any device, or a data split (:mod:`optik.data.handles`: in memory or streamed
+            from files); only one batch at a time is moved to ``device``.
         batch_size: images per forward pass (bounds the memory; the features do not depend on it).
         device: where the extractor runs (it is moved there); default: where its parameters are.
 
     Shape:
         images ``N x C x H x W``, ``uint8`` in 0..255 or float in [0, 1]; returns ``N x D`` ``float64`` on the CPU.
     """
-    expect(isinstance(images, torch.Tensor) and images.ndim == 4, "images as an N x C x H x W tensor",
+    from optik.data.handles import Split, image_batches
+
+    expect(isinstance(images, Split) or isinstance(images, torch.Tensor) and images.ndim == 4,
+           "images as an N x C x H x W tensor or a data split",
            tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__, error=DataError)
     expect(isinstance(batch_size, int) and batch_size >= 1, "batch_size >= 1", batch_size)
     if device is not None:
@@ -235,8 +239,8 @@ def extract_features(extractor: nn.Module, images: torch.Tensor, *, batch_size: 
     device = _device_of(extractor)
     out = []
     with _frozen(extractor):
-        for start in range(0, len(images), batch_size):
-            x = check_images(to_float(images[start:start + batch_size].to(device)))
+        for batch in image_batches(images, batch_size):
+            x = check_images(to_float(batch.to(device)))
             f = extractor(x)
             expect(f.ndim == 2 and len(f) == len(x), f"the extractor to return {len(x)} x D features",
                    tuple(f.shape), "flatten its output", error=ConfigError)

@@ -114,11 +114,12 @@ class VAEModel(GenerativeModel):
     def fit_mixture(self, images: torch.Tensor, components: int, *, seed: int = 0, batch_size: int = 1000
                     ) -> "VAEModel":
         """Fit the latent mixture (``components`` Gaussians) to the posterior means of ``images`` (``uint8``
-        ``N x C x H x W``, the training split) and draw sample codes from it. Training does this once, at the
+        ``N x C x H x W``, or a data split: the training split) and draw sample codes from it. Training does this once, at the
         end, on the weights kept; its sample-quality checks draw codes from the prior (a refit at each check,
         scikit-learn's EM, about 1 s for 3,600 codes, would cost more than the check itself)."""
-        codes = torch.cat([self.encode(images[i:i + batch_size].float() / 255)
-                           for i in range(0, len(images), batch_size)])
+        from optik.data.handles import image_batches
+
+        codes = torch.cat([self.encode(x.to(self.device).float() / 255) for x in image_batches(images, batch_size)])
         self.mixture = LatentMixture.fit(codes, components, seed=seed).to(self.device)
         self.codes_from = "fitted"
         return self
