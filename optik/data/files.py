@@ -14,14 +14,16 @@ import collections
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from optik.core.errors import DataError
 from optik.data.dataset import ImageDataset
+from optik.data.dicom import DICOM_EXTENSIONS, dicom_header, is_dicom
 from optik.data.folder import Listing, SkippedImagesWarning, decode_image, fit_image
 
 GREY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F")
@@ -37,12 +39,20 @@ def default_workers() -> int:
 
 
 def image_header(path: str | os.PathLike) -> tuple[int, int, bool] | None:
-    """``(height, width, grey)`` from the file's header (no pixel decoded); None if it is not a readable image."""
+    """``(height, width, grey)`` from the file's header (no pixel decoded); None if it is not a readable image.
+    DICOM files are read by :func:`optik.data.dicom.dicom_header` (a ConfigError if pydicom is not installed)."""
+    if Path(path).suffix.lower() in DICOM_EXTENSIONS:
+        return dicom_header(path)
     try:
         with Image.open(path) as im:
-            return im.height, im.width, im.mode in GREY_MODES  # a palette image decodes to RGB
+            header = im.height, im.width, im.mode in GREY_MODES  # a palette image decodes to RGB
+            tiff = im.format == "TIFF"
+    except UnidentifiedImageError:  # DICOM without a .dcm name, or not an image
+        return dicom_header(path) if is_dicom(path) else None
     except Exception:  # noqa: BLE001 - any failure means "not readable": decoding says why, later
         return None
+    # a DICOM file whose 128-byte preamble is a TIFF (PS3.10 7.5) is decoded as DICOM (see decode_image)
+    return dicom_header(path) if tiff and is_dicom(path) else header
 
 
 def dataset_shape(files: Sequence[str | os.PathLike], *, image_size: int | None, seed: int = 0
@@ -75,20 +85,22 @@ class Unreadable:
 class ImageFiles(torch.utils.data.Dataset):
     """Image files as ``uint8`` ``C x H x W`` tensors of one size, decoded and resized when an item is asked for
     (in a ``DataLoader`` worker). Item ``i`` is ``(image, label, i)``, or :class:`Unreadable` for a file that cannot
-    be decoded (corrupt, truncated, over the pixel limit): :func:`collate` leaves those out of the batch."""
+    be decoded (corrupt, truncated, over the pixel limit): :func:`collate` leaves those out of the batch.
+    ``dicom_window = (center, width)`` replaces DICOM files' own window (see :mod:`optik.data.dicom`)."""
 
     def __init__(self, files: Sequence[str | os.PathLike], labels: torch.Tensor, *, size: tuple[int, int],
-                 channels: int):
+                 channels: int, dicom_window: tuple[float, float] | None = None):
         self.files = [str(f) for f in files]
         self.labels = labels
         self.size, self.channels = (int(size[0]), int(size[1])), channels
+        self.dicom_window = dicom_window
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
         try:
-            a = decode_image(self.files[i], draft=self.size)
+            a = decode_image(self.files[i], draft=self.size, dicom_window=self.dicom_window)
         except DataError as e:
             return Unreadable(int(i), str(e))
         return torch.from_numpy(fit_image(a, self.size, self.channels)), self.labels[i], int(i)
@@ -106,12 +118,14 @@ def collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list
 
 
 def decode_files(files: Sequence[str | os.PathLike], *, size: tuple[int, int], channels: int,
-                 workers: int | None = None, batch_size: int = 64) -> tuple[torch.Tensor, list[int], list[str]]:
+                 workers: int | None = None, batch_size: int = 64, dicom_window: tuple[float, float] | None = None,
+                 ) -> tuple[torch.Tensor, list[int], list[str]]:
     """Decode every file into one ``uint8`` ``N x C x H x W`` tensor (worker processes decode and resize; the
     result is allocated once, at the target size). Returns the images of the readable files, their indices, and
-    the reasons the others were not read."""
+    the reasons the others were not read. ``dicom_window``: as in :class:`ImageFiles`."""
     workers = default_workers() if workers is None else workers
-    data = ImageFiles(files, torch.zeros(len(files), dtype=torch.long), size=size, channels=channels)
+    data = ImageFiles(files, torch.zeros(len(files), dtype=torch.long), size=size, channels=channels,
+                      dicom_window=dicom_window)
     out = torch.empty((len(files), channels, *size), dtype=torch.uint8)
     ok = torch.zeros(len(files), dtype=torch.bool)
     failures: list[str] = []
@@ -140,14 +154,15 @@ def warn_skipped(lines: Sequence[str]) -> None:
 
 
 def load_listing(listing: Listing, *, image_size: int | None = None, strict: bool = False,
-                 workers: int | None = None) -> ImageDataset:
+                 workers: int | None = None, dicom_window: tuple[float, float] | None = None) -> ImageDataset:
     """Decode a listing into one ``uint8`` tensor (the in-memory path): size and channels from the headers, each
     image decoded and resized in a worker process, unreadable files skipped with one warning (with ``strict``, an
-    error)."""
+    error). ``dicom_window``: as in :class:`ImageFiles`."""
     if listing.skipped and strict:
         check_listing(listing, strict=True)
     channels, size = dataset_shape(listing.files, image_size=image_size)
-    images, kept, failures = decode_files(listing.files, size=size, channels=channels, workers=workers)
+    images, kept, failures = decode_files(listing.files, size=size, channels=channels, workers=workers,
+                                          dicom_window=dicom_window)
     if failures and strict:
         raise DataError(f"{len(failures)} unreadable image(s) (strict mode):\n  " + "\n  ".join(failures))
     warn_skipped(listing.skipped + listing.notes + failures)

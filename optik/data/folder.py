@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from optik.core.errors import DataError, short
+from optik.core.errors import DataError, OptikError, short
 from optik.core.images import MAX_IMAGE_PIXELS
 from optik.core.io import path_kind
 from optik.data.dataset import ImageDataset
+from optik.data.dicom import DICOM_EXTENSIONS, decode_dicom, is_dicom
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + DICOM_EXTENSIONS
 SPLIT_NAMES = ("train", "val", "test")
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL's own check (it raises only above 2x this; decode_image checks 1x)
 # PIL only warns between 1x and 2x its limit; decode_image refuses those images itself, with the file's name (a
@@ -32,16 +33,24 @@ class SkippedImagesWarning(UserWarning):
     """Some files were not loaded; the message lists each file and why."""
 
 
-def decode_image(path: str | os.PathLike, *, draft: tuple[int, int] | None = None) -> np.ndarray:
+def decode_image(path: str | os.PathLike, *, draft: tuple[int, int] | None = None,
+                 dicom_window: tuple[float, float] | None = None) -> np.ndarray:
     """Decode one file into ``uint8`` ``H x W`` (grayscale) or ``H x W x 3`` (colour).
 
     16-bit images are scaled to 8 bits (``v / 257``); an alpha channel is dropped; palettes are expanded.
     ``draft = (H, W)``: the image will be resized to about this size, so a JPEG may be decoded at a reduced scale
     (no smaller than it; JPEG's DCT scaling, many times faster for large photos).
+    DICOM files (a ``.dcm`` / ``.dicom`` name, or the ``DICM`` marker in a file PIL does not know or reads as a
+    TIFF) go to :func:`optik.data.dicom.decode_dicom`, with ``dicom_window = (center, width)`` replacing their
+    own window.
     Raises a DataError naming the file if it is not a readable image (corrupt, truncated, not an image).
     """
+    if Path(path).suffix.lower() in DICOM_EXTENSIONS:
+        return decode_dicom(path, window=dicom_window)
     try:
         with Image.open(path) as im:
+            if im.format == "TIFF" and is_dicom(path):  # DICOM whose 128-byte preamble is a TIFF (PS3.10 7.5)
+                return decode_dicom(path, window=dicom_window)
             if draft is not None and im.format == "JPEG":
                 im.draft(im.mode, (draft[1], draft[0]))
             pixels = im.width * im.height  # read from the header: nothing decoded yet
@@ -50,10 +59,13 @@ def decode_image(path: str | os.PathLike, *, draft: tuple[int, int] | None = Non
                                 f"limit of {MAX_IMAGE_PIXELS / 1e6:.0f} MP; resize it first")
             im.load()  # forces a full decode: a truncated file fails here, not later
             return _to_uint8(im)
-    except DataError:
+    except OptikError:  # the file's own error (DataError), or no pydicom (ConfigError): not PIL's
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+        if not (isinstance(e, UnidentifiedImageError) and is_dicom(path)):
+            raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    # only a file PIL does not know that carries the DICM marker gets here (DICOM files often have no suffix)
+    return decode_dicom(path, window=dicom_window)
 
 
 def _to_uint8(im: Image.Image) -> np.ndarray:

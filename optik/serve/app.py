@@ -23,10 +23,9 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 
 from optik.augment.generator import FILL_MODES  # noqa: E402
 from optik.core.errors import ConfigError, OptikError  # noqa: E402
-from optik.data.folder import IMAGE_EXTENSIONS  # noqa: E402
 from optik.models.classifier import Classifier  # noqa: E402
 from optik.serve import logic  # noqa: E402
-from optik.serve.uploads import MAX_UPLOAD_MB, UploadError, decode_upload  # noqa: E402
+from optik.serve.uploads import MAX_UPLOAD_MB, UPLOAD_EXTENSIONS, UploadError, decode_upload  # noqa: E402
 
 try:
     import gradio as gr
@@ -259,8 +258,8 @@ def build_app(runs: Sequence[str | os.PathLike], *, max_upload_mb: float = MAX_U
                 examples = gr.Gallery(page.examples(names[0]), label="Examples from the run's test split (click one)",
                                       columns=4, height="auto", allow_preview=False, interactive=False,
                                       format="png", elem_id="examples")
-                upload = gr.File(label=f"... or upload an image ({', '.join(IMAGE_EXTENSIONS)}; at most "
-                                       f"{max_upload_mb:g} MB)", file_types=list(IMAGE_EXTENSIONS), type="filepath",
+                upload = gr.File(label=f"... or upload an image ({', '.join(UPLOAD_EXTENSIONS)}; at most "
+                                       f"{max_upload_mb:g} MB)", file_types=list(UPLOAD_EXTENSIONS), type="filepath",
                                  elem_id="upload")
             with gr.Column():
                 shown = _image("The image as the model sees it", "shown")

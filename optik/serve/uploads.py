@@ -22,9 +22,11 @@ from PIL import Image, UnidentifiedImageError
 
 from optik.core.errors import DataError
 from optik.core.images import MAX_IMAGE_PIXELS
+from optik.data.dicom import DICOM_EXTENSIONS
 from optik.data.folder import IMAGE_EXTENSIONS, _to_uint8
 
-# PIL format names of IMAGE_EXTENSIONS: what `optik predict` reads from a folder
+# The formats PIL reads among IMAGE_EXTENSIONS (DICOM files are read from folders and manifests, not uploaded)
+UPLOAD_EXTENSIONS = tuple(e for e in IMAGE_EXTENSIONS if e not in DICOM_EXTENSIONS)
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP")
 MAX_UPLOAD_MB = 10.0
 MAX_PIXELS = MAX_IMAGE_PIXELS  # the one limit optik decodes images up to (optik/core/images.py)
@@ -59,7 +61,7 @@ def _open(path: Path) -> Image.Image:
         except UnidentifiedImageError:
             raise UploadError(f"{path.name} is not an image optik can read: its content is none of "
                               f"{', '.join(FORMATS)} (whatever its name says). Upload a "
-                              f"{', '.join(IMAGE_EXTENSIONS)} image") from None
+                              f"{', '.join(UPLOAD_EXTENSIONS)} image") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise UploadError(f"{path.name} declares too many pixels for its size, like a decompression bomb "
                               f"({e}); refused before decoding") from None
