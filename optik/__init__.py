@@ -5,8 +5,8 @@ The contract between modules: images are float32 ``N x C x H x W`` tensors in [0
 """
 __version__ = "0.1.0"
 
-from optik.api import (TrainResult, attack, evaluate, load, make_config, predict, prepare, run_info,  # noqa: E402
-                       train)
+from optik.api import (TrainResult, attack, evaluate, load, make_config, predict, prepare, probe,  # noqa: E402
+                       run_info, train)
 from optik.core.config import TrainConfig  # noqa: E402
 from optik.core.errors import OptikError  # noqa: E402
 from optik.data import list_datasets, load_dataset  # noqa: E402
@@ -18,5 +18,5 @@ from optik.generative_api import (interpolate, load_generator, quality, sample, 
                                   train_vae)
 
 __all__ = ["Classifier", "attack", "OptikError", "TrainConfig", "TrainResult", "__version__", "evaluate", "list_datasets",
-           "list_models", "load", "load_dataset", "make_config", "predict", "prepare", "run_info", "train", "Run",
+           "list_models", "load", "load_dataset", "make_config", "predict", "prepare", "probe", "run_info", "train", "Run",
            "explain", "report", "interpolate", "load_generator", "quality", "sample", "train_gan", "train_vae"]

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from optik.core.config import TrainConfig, resolve_config
+from optik.core.config import TrainConfig, data_options, resolve_config
 from optik.core.errors import ConfigError, DataError, OptikWarning, RunError
 from optik.core.images import to_float
 from optik.core.io import (RunLock, input_paths, new_run_dir, provenance, read_json, resume_checkpoint,
@@ -20,7 +20,7 @@ from optik.core.io import (RunLock, input_paths, new_run_dir, provenance, read_j
 from optik.core.modes import eval_mode
 from optik.core.seed import seed_everything
 from optik.data.folder import IMAGE_EXTENSIONS, SkippedImagesWarning, decode_image
-from optik.data.handles import DataHandle, Split, channel_stats
+from optik.data.handles import DataHandle, Split, channel_stats, write_splits
 from optik.data.registry import open_data
 from optik.evaluation.evaluate import predict_proba
 from optik.evaluation.figures import confusion_figure, save_figure
@@ -82,24 +82,22 @@ def _run_dir_for_workers(run: Path):
 # ------------------------------------------------------------------------------------------------ data
 def open_run_data(cfg: TrainConfig, **overrides: Any) -> DataHandle:
     """The data a training config names, as split handles (in memory, or streamed from files)."""
-    values = dict(data=cfg.data, image_size=cfg.image_size, strict=cfg.strict, val_fraction=cfg.val_fraction,
-                  test_fraction=cfg.test_fraction, split_seed=cfg.split_seed,
-                  classes=[c.strip() for c in cfg.classes.split(",")] if cfg.classes else None,
-                  train_per_class=cfg.train_per_class, stream=cfg.stream, max_memory_gb=cfg.max_memory_gb,
-                  workers=cfg.workers)
-    return open_data(**{**values, **overrides})
+    return open_data(**{**data_options(cfg), **overrides})
 
 
 def prepare(data: str | os.PathLike, *, out: str | os.PathLike, image_size: int, val_fraction: float = 0.1,
-            test_fraction: float = 0.2, split_seed: int = 0, workers: int | None = None, progress: bool = True
-            ) -> Path:
+            test_fraction: float = 0.2, split_seed: int = 0, workers: int | None = None, progress: bool = True,
+            group_column: str | None = None, dicom_window: str | Sequence[float] | None = None) -> Path:
     """Write a folder or manifest as LitData shards of resized images (see :mod:`optik.data.shards`): split and
     decoded once, then ``optik.train(data=out)`` streams them, from this folder or from a copy in an object store.
-    Resumes if interrupted. Returns the folder."""
+    ``group_column`` keeps each group (patient) in one split; ``dicom_window`` (``"C,W"`` or two numbers) overrides
+    DICOM windows. Resumes if interrupted. Returns the folder."""
     from optik.data.shards import prepare as write_shards
 
+    window = data_options(resolve_config(TrainConfig, {}, dicom_window=dicom_window))["dicom_window"]
     return write_shards(str(data), out, image_size=image_size, val_fraction=val_fraction,
-                        test_fraction=test_fraction, split_seed=split_seed, workers=workers, progress=progress)
+                        test_fraction=test_fraction, split_seed=split_seed, workers=workers, progress=progress,
+                        group_column=group_column, dicom_window=window)
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -176,6 +174,7 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
             lock = RunLock(run).acquire()
             write_yaml(run / "config.yaml", {"command": "train", **provenance(), "config": cfg.to_dict(),
                                              "data": data.summary()})
+            write_splits(run / "splits.csv", data, group_column=cfg.group_column)
     elif not worker:
         lock = RunLock(run).acquire()
     try:
@@ -245,7 +244,8 @@ def run_device(config: TrainConfig, device: str | torch.device | None = None) ->
 def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "test", positive: str | None = None,
              threshold: float = 0.5, target_sensitivity: float | None = None,
              target_specificity: float | None = None, calibrate: bool = False, n_boot: int = 2000,
-             seed: int = 0, strict: bool = False, device: str | torch.device | None = None) -> dict:
+             seed: int = 0, strict: bool = False, device: str | torch.device | None = None,
+             by: str | Sequence[str] | None = None, per_group_threshold: bool = False) -> dict:
     """Evaluate a run's model on a split of its own data (default) or of another dataset with the same classes.
 
     Beyond the confusion matrix and its metrics, the report holds bootstrapped 95 % intervals (``n_boot``
@@ -258,6 +258,12 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
     else into ``evaluations/<data>-<split>[-<options>]/`` inside it. Returns the report. The model runs on
     ``device`` (default: the kind the run trained on, if this machine has it), in batches streamed from the run's
     data (bounded memory whatever the split's size).
+
+    ``by`` (manifest columns, e.g. ``"sex,age_band"``) adds a subgroup audit: the per-class report of every group
+    with intervals, the gaps between groups, and ``figures/subgroups_<column>.png`` (see
+    :mod:`optik.evaluation.subgroups`); binary tasks keep one threshold for every group, and
+    ``per_group_threshold`` adds the threshold each group would need to reach the target rate (the one given, else
+    the overall sensitivity at the threshold).
     """
     from optik.evaluation.evaluate import EvalOptions, check_binary_options
 
@@ -273,6 +279,12 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
     if handle.classes != model.classes:
         raise DataError(f"the model was trained on classes {model.classes}, but {handle.name!r} has {handle.classes}")
     check_binary_options(model.classes, opts)
+    by = [c.strip() for c in by.split(",")] if isinstance(by, str) else list(by or [])
+    for column in by:
+        handle.column(split, column)  # a column that is not there fails before any image is predicted
+    if per_group_threshold and (len(model.classes) != 2 or not by):
+        raise ConfigError(f"--per-group-threshold needs a binary task and --by; got {len(model.classes)} classes"
+                          f"{'' if by else ' and no --by'}")
     own = data in (None, saved.data)
     val = None
     if opts.needs_validation:  # the run's own validation split, whatever data is evaluated
@@ -280,7 +292,8 @@ def evaluate(run: str | os.PathLike, *, data: str | None = None, split: str = "t
         val = split_logits(model, own_val, device=device) if own_val is not None and len(own_val) else None
     default = own and split == "test" and opts == EvalOptions()
     out = opened.path if default else opened.path / "evaluations" / _evaluation_name(data or saved.data, split, opts)
-    report = _evaluate_split(model, handle, split, out, opts, val=val, device=device)
+    report = _evaluate_split(model, handle, split, out, opts, val=val, device=device,
+                             audit=(by, per_group_threshold) if by else None)
     handle.warn_skipped()
     return report
 
@@ -310,8 +323,10 @@ def split_logits(model: Classifier, split: Split, *, device: str | torch.device 
 
 
 def _evaluate_split(model: Classifier, data: DataHandle, split: str, out: Path, opts=None, *,
-                    val: tuple[np.ndarray, np.ndarray] | None = None, device: str | torch.device = "cpu") -> dict:
-    """Evaluate on one split; write ``metrics.json`` and the figures into ``out``."""
+                    val: tuple[np.ndarray, np.ndarray] | None = None, device: str | torch.device = "cpu",
+                    audit: tuple[list[str], bool] | None = None) -> dict:
+    """Evaluate on one split; write ``metrics.json`` and the figures into ``out`` (with ``audit = (columns,
+    per_group_threshold)``, the subgroup audit too)."""
     from optik.evaluation.evaluate import EvalOptions, full_evaluation
     from optik.evaluation.figures import mistakes_figure, reliability_figure, roc_pr_figure
 
@@ -333,8 +348,67 @@ def _evaluate_split(model: Classifier, data: DataHandle, split: str, out: Path, 
     if ev.curves:
         save_figure(roc_pr_figure(ev.curves["roc"], ev.curves["pr"], positive=report["binary"]["positive"],
                                   points=ev.curves["points"]), figures / "roc_pr.png")
+    if audit:
+        report["subgroups"] = _audit(ev, report, data, split, opts or EvalOptions(), *audit, figures=figures)
     write_json(out / "metrics.json", report)
     return report
+
+
+def _audit(ev, report: dict, data: DataHandle, split: str, opts, by: list[str], per_group_threshold: bool, *,
+           figures: Path) -> dict:
+    """The subgroup audit of an evaluation: each column's values for the images evaluated (a streamed image found
+    unreadable is left out of both), every group at the report's own predictions, and one figure per column."""
+    from optik.evaluation.figures import subgroup_figure
+    from optik.evaluation.metrics import predicted_labels
+    from optik.evaluation.subgroups import audit, figure_name, shared_threshold_note
+
+    skipped = getattr(data.splits[split], "skipped", {})
+    columns = {c: [v for i, v in enumerate(data.column(split, c)) if i not in skipped] for c in by}
+    classes, b = report["classes"], report.get("binary")
+    threshold = b["threshold"] if b else 0.5
+    y_pred = predicted_labels(ev.probs, classes, positive=opts.positive, threshold=threshold)
+    target = {}
+    if per_group_threshold:  # the target given, else the sensitivity the shared threshold reaches overall
+        target = ({"target_sensitivity": opts.target_sensitivity} if opts.target_sensitivity is not None else
+                  {"target_specificity": opts.target_specificity} if opts.target_specificity is not None else
+                  {"target_sensitivity": b["sensitivity"]} if b["sensitivity"] > 0 else {})
+        if not target:
+            report["flags"].append("--per-group-threshold: the shared threshold finds no positive image, so there "
+                                   "is no overall sensitivity for the groups to match; give --target-sensitivity")
+    result = audit(ev.y_true, y_pred, columns, classes,
+                   threshold_note=shared_threshold_note(threshold, b["threshold_source"]) if b else None,
+                   n_boot=opts.n_boot, level=opts.level, seed=opts.seed, positive=opts.positive,
+                   scores=ev.probs[:, classes.index(b["positive"])] if b else None, **target)
+    for c in by:
+        save_figure(subgroup_figure(result[c], classes, column=c,
+                                    classes_shown=[result["positive"]] if b else None),
+                    figures / figure_name(c))
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ probe
+def probe(run: str | os.PathLike, attribute: str, *, n_boot: int = 2000, seed: int = 0,
+          max_images: int | None = 20_000, device: str | torch.device | None = None) -> dict:
+    """Can the run's model see ``attribute`` (a manifest column, e.g. ``sex``)? A linear probe fitted on the
+    frozen model's penultimate features of the training split predicts it on the test split; its AUC (one-vs-rest
+    macro for more than two values) with a bootstrap interval stands next to a probe on raw pixels (see
+    :func:`optik.evaluation.probe.probe_attribute`). At most ``max_images`` of each split (seeded draw).
+
+    Writes ``probes/<attribute>.json`` in the run folder (shown by ``optik report``) and returns it.
+    """
+    from optik.evaluation.probe import probe_attribute
+    from optik.evaluation.subgroups import file_safe
+
+    opened = Run.open(run, kind="classifier")
+    device = run_device(opened.config, device)
+    data = opened.data()
+    values = {k: data.column(k, attribute) for k in ("train", "test")}  # fails before the model is read
+    result = probe_attribute(opened.model(device), data.splits["train"], data.splits["test"], values["train"],
+                             values["test"], attribute=attribute, device=device, n_boot=n_boot, seed=seed,
+                             max_images=max_images)
+    write_json(opened.path / "probes" / f"{file_safe(attribute)}.json", result)
+    data.warn_skipped()
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ predict
@@ -363,11 +437,14 @@ def predict(run_or_model: str | os.PathLike | Classifier, images: str | os.PathL
     if isinstance(images, (str, os.PathLike)):  # one path, not a sequence of one-character paths
         images = [images]
     model = run_or_model if isinstance(run_or_model, Classifier) else load(run_or_model)
+    window = None  # DICOM files are windowed as the run's data were
+    if not isinstance(run_or_model, Classifier) and Path(run_or_model).is_dir():
+        window = data_options(Run.open(run_or_model, kind="classifier").config)["dicom_window"]
     files = _image_files(images)
     decoded, results = [], []
     for f in files:
         try:
-            decoded.append((f, decode_image(f)))
+            decoded.append((f, decode_image(f, dicom_window=window)))
         except DataError as e:
             results.append({"path": str(f), "error": str(e)})
     if results:

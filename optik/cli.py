@@ -108,7 +108,8 @@ def cmd_prepare(args) -> None:
 
     out = optik.prepare(args.data, out=args.out, image_size=args.image_size, val_fraction=args.val_fraction,
                         test_fraction=args.test_fraction, split_seed=args.split_seed, workers=args.workers,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, group_column=args.group_column,
+                        dicom_window=args.dicom_window)
     print(f"shards written to {out}; train with: optik train --data {out}")
 
 
@@ -118,11 +119,29 @@ def cmd_evaluate(args) -> None:
     report = optik.evaluate(args.run, data=args.data, split=args.split, positive=args.positive,
                             threshold=args.threshold, target_sensitivity=args.target_sensitivity,
                             target_specificity=args.target_specificity, calibrate=args.calibrate,
-                            n_boot=args.bootstrap, seed=args.seed, strict=args.strict, device=args.device)
+                            n_boot=args.bootstrap, seed=args.seed, strict=args.strict, device=args.device,
+                            by=args.by, per_group_threshold=args.per_group_threshold)
     if args.json:
         print(json.dumps(report, indent=2))
+        return
+    con = _console()
+    _print_report(report, con)
+    if "subgroups" in report:
+        from optik.console import print_subgroups
+
+        print_subgroups(report["subgroups"], con)
+
+
+def cmd_probe(args) -> None:
+    import optik
+    from optik.console import print_probe
+
+    result = optik.probe(args.run, args.attribute, n_boot=args.bootstrap, seed=args.seed,
+                         max_images=args.max_images, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
     else:
-        _print_report(report, _console())
+        print_probe(result, _console())
 
 
 def cmd_predict(args) -> None:
@@ -409,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-fraction", type=float, default=0.2, help="(default: %(default)s)")
     s.add_argument("--split-seed", type=int, default=0, help="fixes the split (default: %(default)s)")
     s.add_argument("--workers", type=int, help="decoding processes (default: the cores)")
+    _add_config_flags(s, ("group_column", "dicom_window"))
     s.add_argument("--no-progress", action="store_true", help="no progress output")
     s.set_defaults(func=cmd_prepare)
 
@@ -431,8 +451,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strict", action="store_true", help="stop at an unreadable image instead of skipping it")
     s.add_argument("--device", help="where the model runs, in batches: cpu | cuda | cuda:1 ... (default: the kind "
                                     "the run trained on, if this machine has it)")
+    s.add_argument("--by", metavar="COLUMNS",
+                   help="manifest columns to audit by, comma separated (e.g. sex,age_band): every group's "
+                        "sensitivity, specificity, PPV and NPV with intervals, and the gaps between groups")
+    s.add_argument("--per-group-threshold", action="store_true",
+                   help="binary, with --by: also the threshold each group would need to reach the target "
+                        "(--target-sensitivity / --target-specificity, else the overall sensitivity)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("probe", help="can the model see a patient attribute? a linear probe on its features")
+    s.add_argument("run")
+    s.add_argument("--attribute", required=True, help="a column of the run's manifest (e.g. sex)")
+    s.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="resamples for the AUC's 95%% interval")
+    s.add_argument("--seed", type=int, default=0, help="seeds the image draw and the bootstrap")
+    s.add_argument("--max-images", type=int, default=20_000, metavar="N",
+                   help="at most N images of each split (a seeded draw; default: %(default)s)")
+    s.add_argument("--device", help="where the model runs (default: the kind the run trained on, if here)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.set_defaults(func=cmd_probe)
 
     s = sub.add_parser("predict", help="top-k classes of image files or folders")
     s.add_argument("run")

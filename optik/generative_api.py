@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from optik.core import seed as random
-from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, resolve_config
+from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, data_options, resolve_config
 from optik.core.errors import ConfigError
 from optik.core.io import (RunLock, atomic_write, input_paths, new_run_dir, provenance,
                            resume_checkpoint, write_json, write_yaml)
 from optik.core.seed import generator, seed_everything
-from optik.data.handles import DataHandle, at_most
+from optik.data.handles import DataHandle, at_most, write_splits
 from optik.data.registry import open_data
 from optik.data.splits import random_subset
 from optik.generative.metrics import (ClassifierFeatures, FeatureStats, InceptionFeatures, extract_features,
@@ -55,10 +55,7 @@ def make_generative_config(kind: str, config: str | os.PathLike | dict | Generat
 def open_generative_data(cfg: GenerativeConfig) -> DataHandle:
     """The data a generative config names, as split handles: in memory, or streamed from files or shards when
     they do not fit ``max_memory_gb`` (or with ``stream``)."""
-    return open_data(data=cfg.data, image_size=cfg.image_size, strict=cfg.strict, val_fraction=cfg.val_fraction,
-                     test_fraction=cfg.test_fraction, split_seed=cfg.split_seed,
-                     classes=[c.strip() for c in cfg.classes.split(",")] if cfg.classes else None,
-                     stream=cfg.stream, max_memory_gb=cfg.max_memory_gb, workers=cfg.workers)
+    return open_data(**data_options(cfg))
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -153,6 +150,7 @@ def _train(kind: str, config, *, out, overwrite: bool, resume, progress: bool, *
         if resume is None:
             write_yaml(run / "config.yaml", {"command": f"{kind} train", **provenance(), "config": cfg.to_dict(),
                                              "data": data.summary()})
+            write_splits(run / "splits.csv", data, group_column=cfg.group_column)
         return _fit_generative_run(kind, cfg, data, run, checkpoint=checkpoint, extractor=extractor,
                                    classifier=classifier, progress=progress)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from optik.core.config import GANConfig, TrainConfig, VAEConfig, load_yaml, resolve_config
+from optik.core.config import GANConfig, TrainConfig, VAEConfig, data_options, load_yaml, resolve_config
 from optik.core.errors import ConfigError, RunError
 from optik.core.io import RUN_MARKER, require_run_dir
 from optik.data.handles import DataHandle, Split
@@ -84,14 +84,7 @@ class Run:
         another dataset, ``stream`` / ``max_memory_gb`` / ``workers`` choose how it is read)."""
         from optik.data.registry import open_data
 
-        cfg = self.config
-        values = {k: getattr(cfg, k) for k in ("data", "image_size", "strict", "val_fraction", "test_fraction",
-                                               "split_seed") if hasattr(cfg, k)}
-        for k in ("stream", "max_memory_gb", "workers"):
-            if hasattr(cfg, k):
-                values[k] = getattr(cfg, k)
-        values["classes"] = [c.strip() for c in cfg.classes.split(",")] if getattr(cfg, "classes", None) else None
-        values["train_per_class"] = getattr(cfg, "train_per_class", None)
+        values = data_options(self.config)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return open_data(**values)
 

@@ -111,6 +111,10 @@ class TrainConfig:
     max_memory_gb: float = _field(4.0, "folders and manifests: decode into memory when the decoded, resized images "
                                        "take at most this many GiB; stream them from their files otherwise")
     workers: int | None = _field(None, "processes decoding streamed images (default: this machine's cores)")
+    group_column: str | None = _field(None, "manifests: a column (e.g. patient_id) whose groups each stay in one "
+                                            "split, stratified by label as far as the groups allow")
+    dicom_window: list | None = _field(None, "DICOM images: center,width of the display window (default: each "
+                                             "file's VOI LUT or first window)")
     log_shards: bool = _field(False, "write the sample indices each rank saw (for checking DDP sharding)")
 
     def __post_init__(self) -> None:
@@ -177,6 +181,7 @@ class TrainConfig:
         _check(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
         _check(self.max_memory_gb >= 0, "max_memory_gb", "GiB >= 0 (0: always stream)", self.max_memory_gb)
         _check(self.workers is None or 0 <= self.workers <= 256, "workers", "None or 0 to 256 processes", self.workers)
+        check_data_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,6 +220,25 @@ def check_numbers(cfg) -> None:
                 and value > LIMITS[f.name]:
             raise ConfigError(f"config value {f.name}: expected at most {LIMITS[f.name]:,}, got {short(value)}; "
                               f"larger values are refused as a likely typo")
+
+
+def check_data_options(cfg) -> None:
+    """The data options classifier and generative configs share."""
+    _check(cfg.group_column is None or bool(str(cfg.group_column).strip()), "group_column",
+           "None or a manifest column name", cfg.group_column)
+    w = cfg.dicom_window
+    _check(w is None or (len(w) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in w)
+                         and w[1] > 0), "dicom_window", "center,width: two numbers, width > 0", w)
+
+
+def data_options(cfg) -> dict[str, Any]:
+    """The keyword arguments of :func:`optik.data.registry.open_data` a config sets (classifier or generative)."""
+    values = {k: getattr(cfg, k) for k in ("data", "image_size", "strict", "val_fraction", "test_fraction",
+                                           "split_seed", "stream", "max_memory_gb", "workers", "group_column",
+                                           "train_per_class") if hasattr(cfg, k)}
+    values["classes"] = [c.strip() for c in cfg.classes.split(",")] if getattr(cfg, "classes", None) else None
+    values["dicom_window"] = tuple(float(v) for v in cfg.dicom_window) if getattr(cfg, "dicom_window", None) else None
+    return values
 
 
 def _check(ok: bool, key: str, expected: str, got: object) -> None:
@@ -372,9 +396,14 @@ class GenerativeConfig:
     max_memory_gb: float = _field(4.0, "folders and manifests: decode into memory when the decoded, resized images "
                                        "take at most this many GiB; stream them from their files otherwise")
     workers: int | None = _field(None, "processes decoding streamed images (default: this machine's cores)")
+    group_column: str | None = _field(None, "manifests: a column (e.g. patient_id) whose groups each stay in one "
+                                            "split, stratified by label as far as the groups allow")
+    dicom_window: list | None = _field(None, "DICOM images: center,width of the display window (default: each "
+                                             "file's VOI LUT or first window)")
 
     def __post_init__(self) -> None:
         check_numbers(self)
+        check_data_options(self)
         _check(self.max_memory_gb >= 0, "max_memory_gb", "GiB >= 0 (0: always stream)", self.max_memory_gb)
         _check(self.workers is None or 0 <= self.workers <= 256, "workers", "None or 0 to 256 processes", self.workers)
         _check(self.epochs is None or self.epochs >= 1, "epochs", "None or an integer >= 1", self.epochs)

@@ -178,18 +178,22 @@ class FileSplit(WorkerSplit):
     kind = "files"
 
     def __init__(self, files: Sequence[str], labels: torch.Tensor, *, classes: Sequence[str], channels: int,
-                 image_size: Sequence[int], workers: int | None = None, strict: bool = False):
+                 image_size: Sequence[int], workers: int | None = None, strict: bool = False,
+                 dicom_window: tuple[float, float] | None = None):
         super().__init__(labels, classes=classes, channels=channels, image_size=image_size, sources=files,
                          workers=workers, strict=strict)
+        self.dicom_window = dicom_window
 
     def _dataset(self) -> ImageFiles:
-        return ImageFiles(self.sources, self.labels, size=self.image_size, channels=self.channels)
+        return ImageFiles(self.sources, self.labels, size=self.image_size, channels=self.channels,
+                          dicom_window=self.dicom_window)
 
     def subset(self, positions, *, labels=None, classes=None) -> "FileSplit":
         positions = torch.as_tensor(positions, dtype=torch.long)
         return FileSplit([self.sources[i] for i in positions.tolist()],
                          self.labels[positions] if labels is None else labels, classes=classes or self.classes,
-                         channels=self.channels, image_size=self.image_size, workers=self.workers, strict=self.strict)
+                         channels=self.channels, image_size=self.image_size, workers=self.workers, strict=self.strict,
+                         dicom_window=self.dicom_window)
 
 
 class FileBatches(Batches):
@@ -274,6 +278,8 @@ class DataHandle:
         source: ``memory`` (decoded into one tensor), ``files`` (decoded in workers as needed) or ``shards``
             (prepared by ``optik prepare``, read through LitData).
         meta: facts recorded in a run's config.yaml (a manifest's SHA-256, images outside its folder).
+        table: a manifest's other columns by source (``{path: {column: value}}``; empty without them): what
+            subgroup audits and attribute probes read, through :meth:`column`.
     """
 
     name: str
@@ -283,6 +289,7 @@ class DataHandle:
     splits: dict[str, Split]
     source: str = "memory"
     meta: dict = field(default_factory=dict)
+    table: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.splits.values())
@@ -313,7 +320,33 @@ class DataHandle:
             new = relabel[split.labels]
             keep = (new >= 0).nonzero().flatten()
             splits[k] = split.subset(keep, labels=new[keep], classes=names)
-        return DataHandle(self.name, list(names), self.channels, self.image_size, splits, self.source, dict(self.meta))
+        return DataHandle(self.name, list(names), self.channels, self.image_size, splits, self.source, dict(self.meta),
+                          self.table)
+
+    @property
+    def columns(self) -> list[str]:
+        """The manifest columns beyond ``path`` and ``label`` (empty for folders and built-in data)."""
+        return list(next(iter(self.table.values()), {}))
+
+    def column(self, split: str, name: str) -> list[str]:
+        """The manifest column ``name`` for every image of a split, in the split's order ("" where a row left it
+        empty)."""
+        if name not in self.columns:
+            raise DataError(f"expected a column of {self.name!r}'s manifest, got {name!r}; "
+                            + (f"its columns are {', '.join(self.columns)}" if self.columns else
+                               "it has none: subgroups and attributes are read from extra columns of a CSV "
+                               "manifest (path,label,patient_id,sex,...)"))
+        sources = self.splits[split].sources or []
+        return [self.table[s][name] for s in sources]
+
+    def split_rows(self, group_column: str | None = None) -> Iterator[tuple[str, str, str, str | None]]:
+        """``(source, label, split, group)`` for every image: what a run's ``splits.csv`` lists. Built-in images
+        are named ``<dataset>[<index>]``."""
+        for name, split in self.splits.items():
+            sources = split.sources or [f"{self.name}[{int(i)}]" for i in getattr(split, "index", range(len(split)))]
+            for src, label in zip(sources, split.labels.tolist()):
+                group = self.table.get(src, {}).get(group_column) if group_column else None
+                yield src, self.classes[label], name, group
 
     def warn_skipped(self) -> None:
         """Name the files found unreadable while streaming (each once)."""
@@ -326,6 +359,23 @@ class DataHandle:
                           SkippedImagesWarning, stacklevel=2)
 
 
+def write_splits(path, handle: DataHandle, *, group_column: str | None = None) -> None:
+    """``splits.csv``: ``source,label,split`` (and the group column) for every image of a run's data, so that a
+    reviewer sees exactly which images were trained, validated and tested on. Written row by row."""
+    import csv
+
+    from optik.core.io import atomic_write
+
+    def write(tmp) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["source", "label", "split"] + ([group_column] if group_column else []))
+            for source, label, split, group in handle.split_rows(group_column):
+                out.writerow([source, label, split] + ([group] if group_column else []))
+
+    atomic_write(path, write)
+
+
 def estimated_bytes(n: int, channels: int, size: Sequence[int]) -> int:
     """The decoded, resized size of ``n`` images: what keeping them in memory costs."""
     return int(n) * int(channels) * int(size[0]) * int(size[1])
@@ -335,5 +385,5 @@ def memory_fits(n: int, channels: int, size: Sequence[int], max_memory_gb: float
     return estimated_bytes(n, channels, size) <= max_memory_gb * 2**30
 
 
-__all__ = ["at_most", "image_batches", "Batches", "DataHandle", "FileBatches", "FileSplit", "MemoryBatches", "MemorySplit", "Split", "WorkerSplit",
+__all__ = ["at_most", "image_batches", "write_splits", "Batches", "DataHandle", "FileBatches", "FileSplit", "MemoryBatches", "MemorySplit", "Split", "WorkerSplit",
            "channel_stats", "estimated_bytes", "memory_fits"]

@@ -19,7 +19,7 @@ from optik.data.files import check_listing, dataset_shape, load_listing
 from optik.data.folder import Listing, list_folder, list_manifest
 from optik.data.handles import DataHandle, FileSplit, MemorySplit, memory_fits
 from optik.data.shards import is_shards, open_shards
-from optik.data.splits import limit_per_class, stratified_split
+from optik.data.splits import limit_per_class, stratified_group_split, stratified_split
 
 DATASETS: Registry[ImageDataset] = Registry("dataset")
 
@@ -155,20 +155,25 @@ def _resized(ds: ImageDataset, size: int) -> ImageDataset:
     return ds
 
 
-def split_dataset(ds: ImageDataset, *, val_fraction: float, test_fraction: float, seed: int) -> dict[str, torch.Tensor]:
-    """Indices of train / val / test: predefined splits where the dataset has them, else stratified and seeded.
+def split_dataset(ds: ImageDataset, *, val_fraction: float, test_fraction: float, seed: int,
+                  groups: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Indices of train / val / test: predefined splits where the dataset has them, else stratified and seeded
+    (by group when ``groups`` are given: every group's images in one split).
 
     A registered dataset with a fixed ``test_size`` (``mnist5k``: 1,000) always gets that many test images.
     """
     return split_labels(ds.labels, name=ds.name, predefined=ds.splits, val_fraction=val_fraction,
-                        test_fraction=test_fraction, seed=seed)
+                        test_fraction=test_fraction, seed=seed, groups=groups)
 
 
 def split_labels(labels: torch.Tensor, *, name: str, predefined: dict[str, torch.Tensor], val_fraction: float,
-                 test_fraction: float, seed: int) -> dict[str, torch.Tensor]:
+                 test_fraction: float, seed: int, groups: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """:func:`split_dataset` from the labels alone (no image needed): what streamed data is split by."""
     entry = DATASETS.get(name) if name in DATASETS else None
     n = len(labels)
+    if groups is not None and predefined:
+        raise ConfigError(f"{name!r} comes with its own splits ({', '.join(predefined)}); a group column cannot "
+                          f"re-split it")
     if "test" in predefined:
         test = predefined["test"]
         if "val" in predefined:
@@ -182,44 +187,49 @@ def split_labels(labels: torch.Tensor, *, name: str, predefined: dict[str, torch
         raise DataError(f"expected enough images for a training and a test split, got {n} in {name!r}: "
                         f"test_fraction {test_fraction} leaves {n_test} test and {n - n_test - n_val} training "
                         f"images; add images or change --test-fraction")
-    return stratified_split(labels, {"test": n_test, "val": n_val, "train": 1.0}, seed=seed)
+    sizes = {"test": n_test, "val": n_val, "train": 1.0}
+    if groups is not None:
+        return stratified_group_split(labels, groups, sizes, seed=seed)
+    return stratified_split(labels, sizes, seed=seed)
 
 
 def open_data(data: str, *, image_size: int | None = None, strict: bool = False, val_fraction: float = 0.1,
               test_fraction: float = 0.2, split_seed: int = 0, classes: Sequence[str] | None = None,
               train_per_class: int | None = None, stream: bool = False, max_memory_gb: float = 4.0,
-              workers: int | None = None) -> DataHandle:
+              workers: int | None = None, group_column: str | None = None,
+              dicom_window: tuple[float, float] | None = None) -> DataHandle:
     """A dataset opened as split handles (see :mod:`optik.data.handles`).
 
     Built-in and downloaded datasets sit in memory. A folder or manifest is listed and split from its labels alone;
     it is decoded into memory when its decoded, resized size fits ``max_memory_gb`` (and ``stream`` is off), and
     streamed from its files otherwise (decoded in ``workers`` processes as batches are needed). ``classes`` keeps
     those classes (in that order, relabelled), after splitting; ``train_per_class`` keeps that many training images
-    of each class (seeded by ``split_seed``).
+    of each class (seeded by ``split_seed``). ``group_column`` (a manifest column, e.g. ``patient_id``) keeps each
+    group's images in one split; a manifest's other columns are kept on the handle (:meth:`DataHandle.column`).
+    ``dicom_window`` ``(center, width)`` overrides the window of DICOM images.
     """
     if data in DATASETS:
+        _no_columns(data, group_column)
         handle = memory_handle(load_dataset(data, image_size=image_size), val_fraction=val_fraction,
                                test_fraction=test_fraction, seed=split_seed)
     elif is_shards(data):  # prepared by `optik prepare`: split and sized already
-        handle = open_shards(data, workers=workers)
-        prepared = tuple(handle.meta.pop(k) for k in ("val_fraction", "test_fraction", "split_seed"))
-        if prepared != (val_fraction, test_fraction, split_seed):
-            warnings.warn(f"the shards in {data!r} keep the splits they were prepared with (val_fraction "
-                          f"{prepared[0]}, test_fraction {prepared[1]}, split_seed {prepared[2]}); the options given "
-                          f"here do not apply", OptikWarning, stacklevel=2)
-        if image_size and (image_size, image_size) != handle.image_size:
-            raise ConfigError(f"the shards in {data!r} hold images of {handle.image_size[0]} x "
-                              f"{handle.image_size[1]}; prepare them again at --image-size {image_size} or leave "
-                              f"--image-size out")
+        handle = _open_prepared(data, image_size=image_size, workers=workers, val_fraction=val_fraction,
+                                test_fraction=test_fraction, split_seed=split_seed, group_column=group_column)
     else:
         listing = _listing(data)
+        table = manifest_table(listing, group_column)
         channels, size = dataset_shape(listing.files, image_size=image_size)
         if not stream and memory_fits(len(listing.files), channels, size, max_memory_gb):
-            ds = load_listing(listing, image_size=image_size, strict=strict, workers=workers)
-            handle = memory_handle(ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed)
+            ds = load_listing(listing, image_size=image_size, strict=strict, workers=workers,
+                              dicom_window=dicom_window)
+            groups = [table[s][group_column] for s in ds.sources] if group_column else None
+            handle = memory_handle(ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed,
+                                   groups=groups)
         else:
             handle = file_handle(listing, channels=channels, size=size, val_fraction=val_fraction,
-                                 test_fraction=test_fraction, seed=split_seed, strict=strict, workers=workers)
+                                 test_fraction=test_fraction, seed=split_seed, strict=strict, workers=workers,
+                                 group_column=group_column, dicom_window=dicom_window)
+        handle.table = table
     if classes:
         handle = handle.select_classes(list(classes))
 
@@ -230,9 +240,48 @@ def open_data(data: str, *, image_size: int | None = None, strict: bool = False,
     return handle
 
 
-def memory_handle(ds: ImageDataset, *, val_fraction: float, test_fraction: float, seed: int) -> DataHandle:
+def _open_prepared(data: str, *, image_size, workers, val_fraction, test_fraction, split_seed, group_column
+                   ) -> DataHandle:
+    """Shards written by ``optik prepare``, checked against the options given."""
+    handle = open_shards(data, workers=workers)
+    prepared = tuple(handle.meta.pop(k, None) for k in ("val_fraction", "test_fraction", "split_seed",
+                                                        "group_column"))
+    if prepared != (val_fraction, test_fraction, split_seed, group_column):
+        warnings.warn(f"the shards in {data!r} keep the splits they were prepared with (val_fraction "
+                      f"{prepared[0]}, test_fraction {prepared[1]}, split_seed {prepared[2]}, group_column "
+                      f"{prepared[3]}); the options given here do not apply", OptikWarning, stacklevel=3)
+    if image_size and (image_size, image_size) != handle.image_size:
+        raise ConfigError(f"the shards in {data!r} hold images of {handle.image_size[0]} x "
+                          f"{handle.image_size[1]}; prepare them again at --image-size {image_size} or leave "
+                          f"--image-size out")
+    return handle
+
+
+def _no_columns(data: str, group_column: str | None) -> None:
+    if group_column:
+        raise ConfigError(f"expected a CSV manifest with a {group_column!r} column for --group-column, got the "
+                          f"built-in dataset {data!r}, which has no columns but its labels")
+
+
+def manifest_table(listing: Listing, group_column: str | None = None) -> dict[str, dict[str, str]]:
+    """A manifest's columns beyond ``path`` and ``label``, by file (``{source: {column: value}}``; empty for a
+    folder tree). With ``group_column``, that column must be there and have a value in every row."""
+    extra = [c for c in listing.columns if c not in ("path", "label")]
+    if group_column:
+        if group_column not in extra:
+            raise ConfigError(f"expected --group-column to name a column of {listing.name!r}, got "
+                              f"{group_column!r}; its columns are {', '.join(listing.columns) or 'none (a folder)'}")
+        empty = [str(f) for f, v in zip(listing.files, listing.columns[group_column]) if not v]
+        if empty:
+            raise DataError(f"{len(empty)} image(s) in {listing.name!r} have no {group_column!r}; every image needs "
+                            f"its group to be split by it (first: {empty[0]})")
+    return {str(f): {c: listing.columns[c][i] for c in extra} for i, f in enumerate(listing.files)} if extra else {}
+
+
+def memory_handle(ds: ImageDataset, *, val_fraction: float, test_fraction: float, seed: int,
+                  groups: Sequence[str] | None = None) -> DataHandle:
     """An in-memory dataset, split, as handles (the splits share its one image tensor)."""
-    splits = split_dataset(ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    splits = split_dataset(ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, groups=groups)
     return DataHandle(ds.name, ds.classes, ds.channels, ds.image_size,
                       {k: MemorySplit(ds.images, v, ds.labels[v], classes=ds.classes,
                                       sources=[ds.sources[i] for i in v.tolist()] if ds.sources else None)
@@ -240,14 +289,16 @@ def memory_handle(ds: ImageDataset, *, val_fraction: float, test_fraction: float
 
 
 def file_handle(listing: Listing, *, channels: int, size: tuple[int, int], val_fraction: float, test_fraction: float,
-                seed: int, strict: bool, workers: int | None) -> DataHandle:
+                seed: int, strict: bool, workers: int | None, group_column: str | None = None,
+                dicom_window: tuple[float, float] | None = None) -> DataHandle:
     """A listing, split from its labels, as file handles: nothing is decoded until a batch is drawn."""
     check_listing(listing, strict=strict)
     classes, labels = listing.classes, listing.label_indices()
     splits = split_labels(labels, name=listing.name, predefined=listing.predefined_splits(),
-                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+                          val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                          groups=listing.columns[group_column] if group_column else None)
     files = [str(f) for f in listing.files]
     return DataHandle(listing.name, classes, channels, tuple(size),
                       {k: FileSplit([files[i] for i in v.tolist()], labels[v], classes=classes, channels=channels,
-                                    image_size=size, workers=workers, strict=strict)
+                                    image_size=size, workers=workers, strict=strict, dicom_window=dicom_window)
                        for k, v in splits.items()}, "files", dict(listing.meta))

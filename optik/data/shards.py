@@ -42,12 +42,13 @@ def is_shards(path: str) -> bool:
     return is_remote(path) or (Path(path) / META / "index.json").is_file()
 
 
-def _item(task: tuple[str, int, int], *, size: tuple[int, int], channels: int) -> dict | None:
+def _item(task: tuple[str, int, int], *, size: tuple[int, int], channels: int,
+          dicom_window: tuple[float, float] | None = None) -> dict | None:
     """One prepared image: decoded, resized, ``uint8`` ``C x H x W``; None (left out) if it cannot be read."""
     from optik.data.files import ImageFiles
 
     path, label, position = task
-    got = ImageFiles([path], torch.tensor([label]), size=size, channels=channels)[0]
+    got = ImageFiles([path], torch.tensor([label]), size=size, channels=channels, dicom_window=dicom_window)[0]
     if isinstance(got, Unreadable):
         return None
     return {"image": got[0].numpy(), "label": int(label), "index": int(position)}
@@ -59,15 +60,18 @@ def _meta_item(task: int, *, meta: dict) -> dict:
 
 def prepare(data: str, out: str | os.PathLike, *, image_size: int, val_fraction: float = 0.1,
             test_fraction: float = 0.2, split_seed: int = 0, workers: int | None = None, progress: bool = True,
-            chunk_bytes: str = "64MB") -> Path:
+            chunk_bytes: str = "64MB", group_column: str | None = None,
+            dicom_window: tuple[float, float] | None = None) -> Path:
     """Write ``data`` (a folder tree or CSV manifest) as LitData shards in ``out``; see the module docstring.
+    ``group_column`` splits by group (see :func:`~optik.data.registry.open_data`); a manifest's other columns are
+    kept with the shards for subgroup audits.
 
     Returns the folder. Raises a DataError when the folder holds something else than optik shards.
     """
     import litdata as ld
 
     from optik.data.files import check_listing
-    from optik.data.registry import _listing, split_labels
+    from optik.data.registry import _listing, manifest_table, split_labels
 
     if image_size is None or not 4 <= int(image_size) <= 8192:
         raise ConfigError(f"expected --image-size from 4 to 8192 pixels, got {image_size!r}")
@@ -76,11 +80,13 @@ def prepare(data: str, out: str | os.PathLike, *, image_size: int, val_fraction:
         raise DataError(f"expected --out to be a new folder or one `optik prepare` was writing, got {str(out)!r}, "
                         f"which holds other files")
     listing = _listing(data)
+    table = manifest_table(listing, group_column)
     check_listing(listing, strict=False)
     channels, size = dataset_shape(listing.files, image_size=image_size)
     classes, labels = listing.classes, listing.label_indices()
     splits = split_labels(labels, name=listing.name, predefined=listing.predefined_splits(),
-                          val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed)
+                          val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed,
+                          groups=listing.columns[group_column] if group_column else None)
     workers = default_workers() if workers is None else max(1, workers)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, dict] = {}
@@ -88,14 +94,17 @@ def prepare(data: str, out: str | os.PathLike, *, image_size: int, val_fraction:
         folder = out / name
         if not (folder / "index.json").is_file():  # a finished split is kept: prepare resumes where it stopped
             tasks = [(str(listing.files[i]), int(labels[i]), int(i)) for i in idx.tolist()]
-            ld.optimize(fn=functools.partial(_item, size=size, channels=channels), inputs=tasks,
+            ld.optimize(fn=functools.partial(_item, size=size, channels=channels, dicom_window=dicom_window),
+                        inputs=tasks,
                         output_dir=str(folder), num_workers=min(workers, max(1, len(tasks))), chunk_bytes=chunk_bytes,
                         keep_data_ordered=True, reorder_files=False, use_checkpoint=True, verbose=progress,
                         start_method=_start_method())
         written[name] = _read_back(folder, listing, idx)
     meta = {"format": FORMAT, "name": listing.name, "classes": classes, "channels": channels,
             "image_size": list(size), "split_seed": split_seed, "val_fraction": val_fraction,
-            "test_fraction": test_fraction, "splits": written, **listing.meta}
+            "test_fraction": test_fraction, "group_column": group_column, "splits": written,
+            "table": {src: table[src] for w in written.values() for src in w["sources"]} if table else {},
+            **listing.meta}
     if (out / META).exists():
         import shutil
 
@@ -159,9 +168,9 @@ def open_shards(path: str, *, workers: int | None = None) -> DataHandle:
                                workers=workers)
               for name, s in meta["splits"].items()}
     extra = {k: meta[k] for k in ("manifest_sha256", "outside_manifest_folder", "val_fraction", "test_fraction",
-                                  "split_seed") if k in meta}
+                                  "split_seed", "group_column") if k in meta}
     return DataHandle(str(path), classes, channels, size, splits, "shards",
-                      {"prepared_from": meta["name"], **extra})
+                      {"prepared_from": meta["name"], **extra}, meta.get("table") or {})
 
 
 def _open_streaming(folder: str):

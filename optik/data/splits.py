@@ -51,6 +51,56 @@ def stratified_split(labels: torch.Tensor, sizes: dict[str, float | int], *, see
     return {k: torch.from_numpy(np.sort(np.concatenate(v))).long() for k, v in out.items()}
 
 
+def stratified_group_split(labels: torch.Tensor, groups, sizes: dict[str, float | int], *, seed: int
+                           ) -> dict[str, torch.Tensor]:
+    """:func:`stratified_split` that keeps every group (a patient's images) in one split.
+
+    Groups are placed one at a time, largest first (ties in a seeded random order), each into the split whose
+    per-class counts it brings closest to that split's targets (the requested size times each class's share of the
+    whole): the L1 distance to the targets grows least there, and between equals the split furthest below its
+    size takes it. Label proportions then follow the whole as far as the groups allow (a patient whose images
+    carry different labels moves them together).
+
+    Args:
+        labels: ``N`` integer labels. groups: ``N`` group keys (any hashable, e.g. patient ids as strings).
+        sizes: as for :func:`stratified_split` (the last split takes the rest).
+        seed: fixes the split.
+    """
+    y = np.asarray(labels)
+    keys, g = np.unique(np.asarray([str(v) for v in groups], dtype=object), return_inverse=True)
+    if len(g) != len(y):
+        raise DataError(f"expected a group for each of the {len(y)} images, got {len(g)}")
+    n, names = len(y), list(sizes)
+    counts = {k: (int(v) if isinstance(v, int) else int(round(v * n))) for k, v in list(sizes.items())[:-1]}
+    counts[names[-1]] = n - sum(counts.values())
+    if min(counts.values()) < 0 or (counts[names[-1]] <= 0 and n):
+        raise DataError(f"cannot split {n} images into {sizes}: requested sizes exceed the dataset")
+    if len(keys) < sum(c > 0 for c in counts.values()):
+        raise DataError(f"expected at least {sum(c > 0 for c in counts.values())} groups to fill the splits "
+                        f"{', '.join(k for k in names if counts[k] > 0)}, got {len(keys)}")
+    classes = np.unique(y)
+    per_group = np.zeros((len(keys), len(classes)), dtype=np.int64)
+    np.add.at(per_group, (g, np.searchsorted(classes, y)), 1)
+    share = per_group.sum(0) / max(n, 1)
+    target = np.array([[counts[k] * s for s in share] for k in names])  # splits x classes
+    have = np.zeros_like(target)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(keys))
+    order = order[np.argsort(-per_group[order].sum(1), kind="stable")]
+    place = np.empty(len(keys), dtype=np.int64)
+    size = np.array([counts[k] for k in names], dtype=np.float64)
+    for gi in order:
+        row = per_group[gi]
+        growth = np.abs(have + row - target).sum(1) - np.abs(have - target).sum(1)
+        room = (size - have.sum(1)) / np.maximum(size, 1)  # tie-break: the emptiest split relative to its size
+        growth[size == 0] = np.inf
+        best = np.lexsort((-room, growth))[0]
+        place[gi] = best
+        have[best] += row
+    where = place[g]
+    return {k: torch.from_numpy(np.flatnonzero(where == i)).long() for i, k in enumerate(names)}
+
+
 def select_classes(ds, splits: dict[str, torch.Tensor], classes: list[str]):
     """Keep only ``classes`` (in that order, relabelled ``0..k-1``) in the dataset and every split.
 

@@ -116,6 +116,83 @@ def reliability_figure(bins: dict, *, title: str = "Reliability", after: dict | 
     return fig
 
 
+SUBGROUP_MAX_CLASSES = 6  # panels in a subgroup figure: beyond this the page is a wall of dots
+
+
+def _subgroup_classes(column_report: dict, classes: Sequence[str], shown) -> tuple[list[str], str]:
+    """The classes to draw and a note saying which: those asked for, the positive class (binary: the second
+    class), or the classes with the largest equalized-odds difference."""
+    if shown is not None:
+        unknown = [c for c in shown if c not in classes]
+        if unknown or not shown:
+            raise ValueError(f"expected classes_shown among the classes {list(classes)}, got {list(shown)}")
+        return list(shown), ""
+    if len(classes) == 2:
+        return [classes[1]], f"positive class {classes[1]!r}"
+    eod = {c: column_report["gaps"][c]["equalized_odds_difference"] for c in classes}
+    top = sorted(classes, key=lambda c: -1.0 if eod[c] is None else -eod[c])[:SUBGROUP_MAX_CLASSES]
+    if len(top) == len(classes):
+        return top, ""
+    return top, f"{len(top)} of {len(classes)} classes, largest equalized-odds difference"
+
+
+def _subgroup_panel(ax, column_report: dict, groups: Sequence[str], cls: str) -> None:
+    """One class: each group's sensitivity and specificity as points, their intervals as vertical bars."""
+    x = np.arange(len(groups))
+    for shift, metric, color in ((-0.12, "sensitivity", "tab:blue"), (0.12, "specificity", "tab:orange")):
+        for i, g in enumerate(groups):
+            block = column_report[g]
+            est = block["per_class"][cls][metric]
+            ci = ((block["intervals"] or {}).get("per_class", {}).get(cls, {}).get(metric) or {})
+            if ci.get("low") is not None:  # bars drawn low-to-high: a percentile interval need not hold the point
+                ax.vlines(x[i] + shift, ci["low"], ci["high"], color=color, lw=2, alpha=0.6)
+            if est is None:
+                ax.text(x[i] + shift, 0.02, "n/a", color=color, ha="center", fontsize=7, rotation=90)
+            else:
+                ax.plot(x[i] + shift, est, "o", color=color, ms=6, label=metric if i == 0 else None)
+    ticks = [f"{g}\nn={column_report[g]['n']}, pos={column_report[g]['per_class'][cls]['support']}" for g in groups]
+    ax.set_xticks(x, ticks, fontsize=7)
+    ax.set(ylim=(-0.02, 1.05), xlim=(-0.6, len(groups) - 0.4), title=f"class {cls!r}", ylabel="rate")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def subgroup_figure(column_report: dict, classes: Sequence[str], *, column: str,
+                    classes_shown: Sequence[str] | None = None):
+    """Each group's sensitivity and specificity with their bootstrap intervals, one panel per class.
+
+    Args:
+        column_report: one column of an audit, from :func:`optik.evaluation.subgroups.subgroup_report`.
+        classes: the class names.
+        column: the column's name (for the title).
+        classes_shown: the classes to draw. Default: binary, the second class (pass the run's positive class);
+            many classes, up to six, those with the largest equalized-odds difference (the title says which).
+
+    A rate undefined in a group (no positives: no sensitivity) is marked ``n/a``. Returns a Figure with one axes
+    per class shown; save it with :func:`save_figure`.
+    """
+    from optik.evaluation.subgroups import group_names  # here: subgroups is optional to the other figures
+
+    shown, note = _subgroup_classes(column_report, classes, classes_shown)
+    groups = group_names(column_report)
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    width, height = max(6.0 / cols, 0.9 * len(groups) + 1.5) * cols, 3.8 * rows + 0.9  # inches
+    # a fixed layout, margins in inches: constrained_layout costs ~0.5 s a figure
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - 0.95 / height,
+                        wspace=0.25, hspace=0.55)
+    for ax in axes.flat[len(shown):]:
+        fig.delaxes(ax)
+    for ax, cls in zip(axes.flat, shown):
+        _subgroup_panel(ax, column_report, groups, cls)
+    axes.flat[0].legend(loc="lower left", fontsize=8)
+    level = next((column_report[g]["intervals"]["level"] for g in groups if column_report[g]["intervals"]), None)
+    bars = f"bars: {level:.0%} bootstrap intervals" if level else "no intervals (bootstrap off)"
+    fig.suptitle(f"{column}: sensitivity and specificity per group\n{bars}" + (f"; {note}" if note else ""),
+                 fontsize=10)
+    return fig
+
+
 def confident_mistakes(probs, y_true, *, n: int = 16) -> np.ndarray:
     """Indices of the misclassified images, most confident (in the wrong class) first, at most ``n``."""
     probs, y_true = np.asarray(probs), np.asarray(y_true)

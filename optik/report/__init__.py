@@ -66,7 +66,7 @@ def _classification_parts(run: Path, saved: dict, *, examples: int) -> list[Sect
     test = data.splits["test"]
     shown = pick_examples(test.labels, examples)  # only these test images are decoded
     return [sections.data(saved), sections.training_curves(run), sections.evaluation(run, metrics),
-            sections.binary(run, metrics),
+            sections.binary(run, metrics), sections.subgroups(run, metrics), sections.probes(run),
             sections.calibration(run, metrics), sections.mistakes(run),
             sections.interpretability(model, test.take(shown), test.labels[shown]),
             sections.augmentation(saved["config"], data.splits["train"].take([0])[0]), sections.robustness(run),

@@ -133,6 +133,67 @@ def binary(run: Path, m: dict) -> Section | None:
     return s
 
 
+def subgroups(run: Path, m: dict) -> Section | None:
+    """The subgroup audit of ``optik evaluate --by``: per column, each group's rates with intervals, the gaps,
+    the flags and the figure."""
+    from optik.evaluation.subgroups import figure_name, group_names
+
+    sub = m.get("subgroups")
+    if not sub:
+        return None
+    s = Section("Subgroups", "subgroups").text(sub["note"])
+    for column in sub["columns"]:
+        report = sub[column]
+        shown = [sub["positive"]] if "positive" in sub else list(report["gaps"])
+        s.heading(f"by {column}")
+        rows = []
+        for g in group_names(report):
+            r, ci = report[g], (report[g].get("intervals") or {}).get("per_class", {})
+            for c in shown:
+                pc = r["per_class"][c]
+                rows.append((g, c, r["n"], pc["support"], *(
+                    "n/a" if pc[k] is None else f"{pc[k]:.3f} {format_interval(ci.get(c, {}).get(k))}".strip()
+                    for k in ("sensitivity", "specificity", "precision", "npv"))))
+        s.table(("group", "class", "n", "positives", "sensitivity", "specificity", "PPV", "NPV"), rows)
+        gaps = [(c, k, _f(report["gaps"][c][k]["difference"], ".3f"), report["gaps"][c][k]["highest"] or "-",
+                 report["gaps"][c][k]["lowest"] or "-") for c in shown for k in ("sensitivity", "specificity", "ppv")]
+        gaps += [(c, "equalized-odds difference", _f(report["gaps"][c]["equalized_odds_difference"], ".3f"), "", "")
+                 for c in shown]
+        s.table(("class", "gap in", "largest difference", "highest", "lowest"), gaps)
+        s.warnings(report.get("flags", []))
+        figure = run / "figures" / figure_name(column)
+        if figure.is_file():
+            s.image(figure, alt=f"sensitivity and specificity by {column}", caption="points: estimates; bars: 95 % "
+                    "intervals")
+    for column, needed in sub.get("thresholds_needed", {}).items():
+        target = ", ".join(f"{k} {v:.3f}" for k, v in needed["target"].items())
+        s.table(("group", "threshold needed", "sensitivity", "specificity"),
+                [(g, _f(r.get("threshold"), ".4g"), _f(r.get("sensitivity"), ".3f"), _f(r.get("specificity"), ".3f"))
+                 for g, r in needed["groups"].items()],
+                caption=f"the threshold each {column} group would need to reach {target} (on the evaluated images)")
+    return s
+
+
+def probes(run: Path) -> Section | None:
+    """Attribute probes (``optik probe``): can the model's features tell a patient attribute?"""
+    files = sorted((run / "probes").glob("*.json"))
+    if not files:
+        return None
+    s = Section("Attribute probes", "probes")
+    rows, verdicts = [], []
+    for f in files:
+        p = read_json(f)
+        rows.append((p["attribute"], ", ".join(map(str, p["values"])), p["n_train"], p["n_test"],
+                     f"{p['features']['auc']:.3f} {format_interval(p['features'].get('interval'))}",
+                     f"{p['pixels']['auc']:.3f} {format_interval(p['pixels'].get('interval'))}"))
+        verdicts.append(p["verdict"])
+    s.table(("attribute", "values", "train", "test", "AUC on the model's features", "AUC on raw pixels"), rows,
+            caption="a linear probe fitted on the training split, AUC on the test split (chance: 0.5)")
+    for v in verdicts:
+        s.text(v)
+    return s
+
+
 def calibration(run: Path, m: dict) -> Section | None:
     c = m.get("calibration")
     if not c:
