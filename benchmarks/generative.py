@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optik  # noqa: E402
 from optik import generative_api as gen  # noqa: E402
-from optik.core.config import GANConfig, from_dict  # noqa: E402
+from optik.core.config import from_dict  # noqa: E402
 from optik.data import load_dataset, split_dataset  # noqa: E402
 from optik.generative.metrics import ClassifierFeatures, class_histogram, extract_features, fid  # noqa: E402
+from optik.training.config import GANConfig, VAEConfig  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ references
@@ -138,7 +139,7 @@ def step_speed(steps: int = 200, rounds: int = 3) -> dict:
     module as `optik vae train` builds it by default (width, BatchNorm, mixture prior, shifts, fused Adam,
     channels-last), and of the same at width 32 (the earlier default): separates the cost of the architecture from
     the cost of the training loop. Interleaved ``rounds`` times (this machine's speed drifts); means reported."""
-    from optik.core.config import VAEConfig, from_dict
+    from optik.core.config import from_dict
     from optik.generative.diffaug import translate
     from optik.training.generative import VAETask
 

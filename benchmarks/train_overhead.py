@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from optik.augment import augment
-from optik.core.config import TrainConfig
 from optik.core.seed import generator
 from optik.data import TensorBatches, load_dataset, split_dataset
 from optik.data.handles import MemorySplit, channel_stats
 from optik.models import create_classifier
+from optik.training.config import TrainConfig
 from optik.training.datamodule import SplitDataModule
 from optik.training.trainer import fit
 

@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 from optik.api import (TrainResult, attack, evaluate, load, make_config, predict, prepare, probe,  # noqa: E402
                        run_info, train)
-from optik.core.config import TrainConfig  # noqa: E402
+from optik.training.config import TrainConfig  # noqa: E402
 from optik.core.errors import OptikError  # noqa: E402
 from optik.data import list_datasets, load_dataset  # noqa: E402
 from optik.models import Classifier, list_models  # noqa: E402

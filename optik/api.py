@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from optik.core.config import TrainConfig, data_options, resolve_config
+from optik.core.config import data_options, resolve_config
 from optik.core.errors import ConfigError, DataError, OptikWarning, RunError
 from optik.core.images import to_float
 from optik.core.io import (RunLock, input_paths, new_run_dir, provenance, read_json, resume_checkpoint,
@@ -29,6 +29,7 @@ from optik.models.inputs import conform, fit_images
 from optik.models.io import load_classifier, save_classifier
 from optik.models.registry import create_classifier, resolve_arch
 from optik.runs import Run
+from optik.training.config import TrainConfig
 
 log = logging.getLogger("optik")
 RUN_DIR_ENV = "OPTIK_RUN_DIR"  # lets data-parallel worker processes find the folder rank 0 created
@@ -104,7 +105,7 @@ def prepare(data: str | os.PathLike, *, out: str | os.PathLike, image_size: int,
 def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: str | os.PathLike | None = None,
           overwrite: bool = False, resume: str | os.PathLike | None = None, resume_from: str = "last",
           progress: bool = True, **overrides: Any) -> TrainResult:
-    """Train a classifier and write its run folder; see :class:`optik.core.config.TrainConfig` for options.
+    """Train a classifier and write its run folder; see :class:`optik.training.config.TrainConfig` for options.
 
     Args:
         config: a YAML path, dict or TrainConfig; keyword ``overrides`` (e.g. ``epochs=5``) go on top.
@@ -137,7 +138,7 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     else:
         cfg = make_config(config, **overrides)
         if cfg.adversarial_defaults and not worker:
-            from optik.core.config import STANDARD_DEFAULTS
+            from optik.training.config import STANDARD_DEFAULTS
 
             log.info("adversarial training uses the measured recipe's defaults: %s (pass them to override)",
                      ", ".join(f"{k} {v} (not {STANDARD_DEFAULTS[k]})" for k, v in cfg.adversarial_defaults.items()))

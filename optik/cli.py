@@ -9,8 +9,8 @@ import sys
 import warnings
 from typing import Sequence
 
-from optik.core.config import TrainConfig
 from optik.core.errors import ConfigError, OptikError
+from optik.training.config import TrainConfig
 
 
 def _console():
@@ -168,7 +168,8 @@ def cmd_augment_preview(args) -> None:
     from optik.augment.generator import AugmentConfig
     from optik.augment.presets import KNOBS, make_augment
     from optik.augment.preview import save_preview
-    from optik.core.config import TrainConfig, from_dict
+    from optik.core.config import from_dict
+    from optik.training.config import TrainConfig
 
     knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}
     values = from_dict(TrainConfig, {"augment": args.augment or "default", **knobs}, source="arguments")
@@ -508,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_attack)
 
-    from optik.core.config import GANConfig, VAEConfig
+    from optik.training.config import GANConfig, VAEConfig
 
     for kind, schema, what in (("gan", GANConfig, "a DCGAN"), ("vae", VAEConfig, "a convolutional VAE")):
         s = sub.add_parser(kind, help=f"train {what} (`optik {kind} train --help`)")

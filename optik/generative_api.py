@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from optik.core import seed as random
-from optik.core.config import GANConfig, GenerativeConfig, VAEConfig, data_options, resolve_config
+from optik.core.config import data_options, resolve_config
 from optik.core.errors import ConfigError
 from optik.core.io import (RunLock, atomic_write, input_paths, new_run_dir, provenance,
                            resume_checkpoint, write_json, write_yaml)
@@ -27,6 +27,7 @@ from optik.generative.metrics import (ClassifierFeatures, FeatureStats, Inceptio
                                       frechet_distance, sample_quality)
 from optik.generative.models import GenerativeModel, VAEModel, save_generative
 from optik.runs import Run
+from optik.training.config import GANConfig, GenerativeConfig, VAEConfig
 
 log = logging.getLogger("optik")
 KINDS = {"gan": GANConfig, "vae": VAEConfig}
@@ -115,13 +116,13 @@ def _default_feature_run(cfg: GenerativeConfig, *, progress: bool) -> Path:
 # ------------------------------------------------------------------------------------------------ train
 def train_gan(config=None, *, out=None, overwrite: bool = False, resume=None, progress: bool = True,
               **overrides: Any) -> GenerativeResult:
-    """Train a GAN (see :class:`optik.core.config.GANConfig`) into a run folder; return its model and metrics."""
+    """Train a GAN (see :class:`optik.training.config.GANConfig`) into a run folder; return its model and metrics."""
     return _train("gan", config, out=out, overwrite=overwrite, resume=resume, progress=progress, **overrides)
 
 
 def train_vae(config=None, *, out=None, overwrite: bool = False, resume=None, progress: bool = True,
               **overrides: Any) -> GenerativeResult:
-    """Train a VAE (see :class:`optik.core.config.VAEConfig`) into a run folder; return its model and metrics."""
+    """Train a VAE (see :class:`optik.training.config.VAEConfig`) into a run folder; return its model and metrics."""
     return _train("vae", config, out=out, overwrite=overwrite, resume=resume, progress=progress, **overrides)
 
 

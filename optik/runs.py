@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from optik.core.config import GANConfig, TrainConfig, VAEConfig, data_options, load_yaml, resolve_config
+from optik.core.config import data_options, load_yaml, resolve_config
 from optik.core.errors import ConfigError, RunError
 from optik.core.io import RUN_MARKER, require_run_dir
 from optik.data.handles import DataHandle, Split
+from optik.training.config import GANConfig, TrainConfig, VAEConfig
 
 KINDS = {"train": "classifier", "gan train": "gan", "vae train": "vae"}
 CONFIGS = {"classifier": TrainConfig, "gan": GANConfig, "vae": VAEConfig}

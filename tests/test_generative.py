@@ -473,7 +473,8 @@ def test_mixture_prior_density_equals_torch_distributions_and_its_kl_estimate_is
 
 
 def test_vae_shifts_training_images_only_until_shift_until():
-    from optik.core.config import VAEConfig, from_dict
+    from optik.core.config import from_dict
+    from optik.training.config import VAEConfig
     from optik.training.generative import VAETask
 
     cfg = from_dict(VAEConfig, {"shift_pixels": 1, "shift_until": 0.7})

@@ -340,7 +340,7 @@ def _random_value(rng):
 def test_fuzzed_configs_end_in_a_config_or_a_one_line_error():
     """Hundreds of configs with random types and huge or non-finite values: each is accepted or refused with
     an OptikError whose message is one line of reasonable length; nothing else escapes."""
-    from optik.core.config import GANConfig, TrainConfig, VAEConfig
+    from optik.training.config import GANConfig, TrainConfig, VAEConfig
     import dataclasses
 
     rng = np.random.default_rng(0)

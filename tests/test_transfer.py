@@ -122,7 +122,7 @@ def test_pretrained_from_the_hub_cache_grayscale_resized_and_frozen(tmp_path):
 
 
 def test_stages_and_gradual_unfreezing(digits_run):
-    from optik.core.config import TrainConfig
+    from optik.training.config import TrainConfig
     from optik.models.transfer import backbone_stages
     from optik.training.task import ClassificationTask
 

@@ -9,13 +9,13 @@ import lightning as L
 import torch
 
 from optik.core import seed as random
-from optik.core.config import GANConfig, VAEConfig
 from optik.core.images import to_float
 from optik.core.seed import generator
 from optik.generative.diffaug import diff_augment
 from optik.generative.losses import discriminator_loss, generator_loss, negative_elbo, r1_penalty
 from optik.generative.models import GANModel, GenerativeModel, VAEModel
 from optik.generative.nets import VAE, Discriminator, Generator
+from optik.training.config import GANConfig, VAEConfig
 from optik.training.ema import EMA, ema_beta
 from optik.training.guard import LossGuard
 
@@ -106,7 +106,7 @@ class _GenerativeTask(L.LightningModule):
 
 class GANTask(_GenerativeTask):
     """Alternating discriminator / generator Adam steps (one each per batch), with the options of
-    :class:`optik.core.config.GANConfig`: loss, R1, DiffAugment, two learning rates, and a weight average."""
+    :class:`optik.training.config.GANConfig`: loss, R1, DiffAugment, two learning rates, and a weight average."""
 
     def __init__(self, cfg: GANConfig, *, channels: int, image_size: Sequence[int], classes: Sequence[str]):
         super().__init__(cfg, channels=channels, image_size=image_size, classes=classes)

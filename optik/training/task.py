@@ -8,12 +8,12 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from optik.augment.generator import augment
-from optik.core.config import TrainConfig
 from optik.core.images import to_float
 from optik.core.seed import derive_seed, generator
 from optik.evaluation.metrics import MAX_MATRIX_CLASSES, metrics_from_confusion, metrics_from_counts
 from optik.models.classifier import Classifier
 from optik.models.transfer import parameter_groups, set_trainable, trainable_stages_at
+from optik.training.config import TrainConfig
 from optik.training.ema import EMA, ema_beta
 from optik.training.guard import LossGuard
 

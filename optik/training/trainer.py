@@ -10,11 +10,11 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from optik.core.config import TrainConfig
 from optik.models.classifier import Classifier
 from optik.models.io import safe_torch_load
 from optik.training.callbacks import (LastCheckpoint, ResumeHint, SafeCheckpointIO, ShardRecorder, StepCheckpoint,
                                      TensorBoardExtras)
+from optik.training.config import TrainConfig
 from optik.training.datamodule import SplitDataModule
 from optik.training.task import ClassificationTask
 
