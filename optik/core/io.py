@@ -258,7 +258,7 @@ def provenance() -> dict:
     import lightning
     import torch
 
-    from optik import __version__
+    from optik.core.version import __version__
 
     return {"optik": __version__, "torch": str(torch.__version__), "lightning": str(lightning.__version__),
             "python": platform.python_version(), "git_sha": _git_sha(),
