@@ -88,11 +88,11 @@ def open_run_data(cfg: TrainConfig, **overrides: Any) -> DataHandle:
 def prepare(data: str | os.PathLike, *, out: str | os.PathLike, image_size: int, val_fraction: float = 0.1,
             test_fraction: float = 0.2, split_seed: int = 0, workers: int | None = None, progress: bool = True,
             group_column: str | None = None, dicom_window: str | Sequence[float] | None = None) -> Path:
-    """Write a folder or manifest as LitData shards of resized images (see :mod:`optik.data.shards`): split and
+    """Write a folder or manifest as LitData shards of resized images (see :mod:`optik.data.prepare`): split and
     decoded once, then ``optik.train(data=out)`` streams them, from this folder or from a copy in an object store.
     ``group_column`` keeps each group (patient) in one split; ``dicom_window`` (``"C,W"`` or two numbers) overrides
     DICOM windows. Resumes if interrupted. Returns the folder."""
-    from optik.data.shards import prepare as write_shards
+    from optik.data.prepare import prepare as write_shards
 
     window = data_options(resolve_config(TrainConfig, {}, dicom_window=dicom_window))["dicom_window"]
     return write_shards(str(data), out, image_size=image_size, val_fraction=val_fraction,
