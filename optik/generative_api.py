@@ -34,6 +34,7 @@ KINDS = {"gan": GANConfig, "vae": VAEConfig}
 # and the feature scale, and the final test metrics (as many samples as test images, up to this many).
 MAX_REFERENCE = 50_000
 MAX_TEST = 10_000
+INTERPOLATIONS = ("slerp", "lerp")  # paths through the latent space: spherical (for Gaussian codes), straight
 
 
 @dataclass
@@ -328,7 +329,7 @@ def interpolate(run: str | os.PathLike | GenerativeModel, *, out: str | os.PathL
 
     if rows < 1 or steps < 2:
         raise ConfigError(f"expected rows >= 1 and steps >= 2 (a path has two ends), got rows={rows}, steps={steps}")
-    if method not in ("slerp", "lerp"):
+    if method not in INTERPOLATIONS:
         raise ConfigError(f"expected method 'slerp' or 'lerp', got {method!r}")
     model = run if isinstance(run, GenerativeModel) else load_generator(run)
     real = None
