@@ -117,6 +117,7 @@ class TrainConfig:
                                              "file's VOI LUT or first window)")
     log_shards: bool = _field(False, "write the sample indices each rank saw (for checking DDP sharding)")
 
+    # long: one check per field, read top to bottom (each section of the config will check its own)
     def __post_init__(self) -> None:
         # Defaults that depend on the kind of training. Adversarial training (Madry, Wong, TRADES) uses plain
         # cross-entropy: label smoothing makes fixed-step attacks overstate robustness; and the recipe measured in
