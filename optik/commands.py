@@ -10,6 +10,7 @@ from optik.generative.models import VAEModel
 from optik.generative_api import INTERPOLATIONS
 from optik.interpret_api import METHODS as EXPLAIN_METHODS
 from optik.models.cnn import __doc__ as MODELS_DESCRIPTION  # the CNN spec language, under `optik models --help`
+from optik.robustness.evaluate import DEFAULT_EPS
 
 HELP = {
     "datasets": "list built-in and downloadable datasets",
@@ -34,7 +35,8 @@ HELP = {
 PREPARE_CONFIG_FLAGS = ("group_column", "dicom_window")  # prepare's flags with TrainConfig's help texts
 
 # ------------------------------------------------------------------------------------------------ attack methods
-# The attacks `optik attack` runs, and their own options (passed to the attack; None keeps each attack's default).
+# The attacks `optik attack` runs (--method), and their own options (passed to the attack; None keeps each attack's
+# default). Kept together here: the attack registry is to supply these.
 ATTACK_METHOD = {"help": "fgsm | pgd | pgd-l2 | cw | apgd | apgd-t | strong (APGD-CE + APGD-T, per-image worst case)"}
 ATTACK_OPTIONS = {
     "steps": {"kwargs": True, "type": int,
@@ -45,6 +47,10 @@ ATTACK_OPTIONS = {
 }
 
 # ------------------------------------------------------------------------------------------------ flags
+def _eps(norm: str) -> str:
+    return ",".join(f"{e:g}" for e in DEFAULT_EPS[norm])
+
+
 RUN_DEVICE = "(default: the kind the run trained on, if this machine has it)"
 TRAIN_RUN = {  # optik train, and the generative trainers with their own texts
     "config": {"flag": "--config", "help": "YAML file of TrainConfig keys, or a run's config.yaml; flags override it"},
@@ -103,8 +109,8 @@ FLAGS = {
     "preview": {"out": {"flag": "--out", "default": "augment_preview.png", "help": "PNG to write"}},
     "attack": {
         "method": ATTACK_METHOD,
-        "eps": {"type": str, "help": "comma-separated radii, pixels in [0, 1]: Linf (default 0,0.05,0.1,0.2,0.3), or "
-                                     "L2 for pgd-l2 and cw (default 0,0.5,1,1.5,2,3 for 28 x 28 grey images, scaled by "
+        "eps": {"type": str, "help": f"comma-separated radii, pixels in [0, 1]: Linf (default {_eps('linf')}), or L2 "
+                                     f"for pgd-l2 and cw (default {_eps('l2')} for 28 x 28 grey images, scaled by "
                                      "sqrt(C*H*W/784))"},
         "n": "images of the split to attack (0: all)",
         "split": {"choices": SPLIT_NAMES},
