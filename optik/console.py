@@ -16,6 +16,7 @@ def make_console():
 
 
 def print_json(value) -> None:
+    """``value`` as indented JSON (``--json``)."""
     print(json.dumps(value, indent=2))
 
 
@@ -84,6 +85,8 @@ def print_evaluation(report: dict, con) -> None:
 
 
 def print_report(report: dict, con) -> None:
+    """An evaluation report: the per-class table, accuracy, intervals, the binary operating point, calibration,
+    warnings."""
     from rich.table import Table
 
     t = Table("class", "n", "TP", "FP", "TN", "FN", "sens", "spec", "PPV", "NPV", "F1",
@@ -123,6 +126,7 @@ def print_report(report: dict, con) -> None:
 
 
 def print_binary(b: dict, con) -> None:
+    """A binary task's operating point: threshold, rates with intervals, errors, ROC AUC."""
     source = {"given": "", "val": ", chosen on the validation split"}.get(b.get("threshold_source", "given"),
                                                                       ", chosen on the evaluated split")
     target = "".join(f" for {k} {v}" for k, v in b.get("target", {}).items())
@@ -215,6 +219,7 @@ def print_explanation(r: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------ attacks
 def print_robustness(report: dict, con) -> None:
+    """A robustness curve (``optik attack``, ``optik.attack``): robust accuracy and norms per eps, then notes."""
     from rich.table import Table
 
     t = Table("L2 threshold" if "minimal" in report else "eps", "robust acc", "success", "L2 mean", "L2 median",
