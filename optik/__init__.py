@@ -3,8 +3,7 @@
 The contract between modules: images are float32 ``N x C x H x W`` tensors in [0, 1]; a model is a
 :class:`~optik.models.Classifier` that owns its normalization and returns logits.
 """
-__version__ = "0.1.0"
-
+from optik.core.version import __version__  # noqa: E402  (core: run provenance reads it below the API)
 from optik.api import (TrainResult, attack, evaluate, load, make_config, predict, prepare, probe,  # noqa: E402
                        run_info, train)
 from optik.training.config import TrainConfig  # noqa: E402

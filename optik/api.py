@@ -89,11 +89,11 @@ def open_run_data(cfg: TrainConfig, **overrides: Any) -> DataHandle:
 def prepare(data: str | os.PathLike, *, out: str | os.PathLike, image_size: int, val_fraction: float = 0.1,
             test_fraction: float = 0.2, split_seed: int = 0, workers: int | None = None, progress: bool = True,
             group_column: str | None = None, dicom_window: str | Sequence[float] | None = None) -> Path:
-    """Write a folder or manifest as LitData shards of resized images (see :mod:`optik.data.shards`): split and
+    """Write a folder or manifest as LitData shards of resized images (see :mod:`optik.data.prepare`): split and
     decoded once, then ``optik.train(data=out)`` streams them, from this folder or from a copy in an object store.
     ``group_column`` keeps each group (patient) in one split; ``dicom_window`` (``"C,W"`` or two numbers) overrides
     DICOM windows. Resumes if interrupted. Returns the folder."""
-    from optik.data.shards import prepare as write_shards
+    from optik.data.prepare import prepare as write_shards
 
     window = data_options(resolve_config(TrainConfig, {}, dicom_window=dicom_window))["dicom_window"]
     return write_shards(str(data), out, image_size=image_size, val_fraction=val_fraction,
@@ -126,66 +126,91 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
     # Over 60 lines (a quarter of them the docstring): new runs, resumed runs and data-parallel workers share one path,
     # ordered so that a typo in the config, the data or the model fails before any run folder is made.
     worker = _is_worker_process()
-    checkpoint = None
     if resume is not None:
-        opened = Run.open(resume, kind="classifier", finished=False)
-        run, saved = opened.path, opened.saved
-        checkpoint = resume_checkpoint(run, resume_from)
-        before = make_config(saved["config"]).to_dict()
-        cfg = make_config(saved["config"], **overrides)  # flags arrive as strings: compare converted values
-        changed = {k for k, v in cfg.to_dict().items() if before[k] != v}
-        if changed - RESUMABLE_OVERRIDES:
-            raise ConfigError(f"cannot change {sorted(changed - RESUMABLE_OVERRIDES)} when resuming {str(run)!r}; "
-                              f"only {sorted(RESUMABLE_OVERRIDES)} may differ. Start a new run instead")
+        run, cfg, checkpoint = _resumed_config(resume, resume_from, overrides)
     else:
-        cfg = make_config(config, **overrides)
-        if cfg.adversarial_defaults and not worker:
-            from optik.training.config import STANDARD_DEFAULTS
-
-            log.info("adversarial training uses the measured recipe's defaults: %s (pass them to override)",
-                     ", ".join(f"{k} {v} (not {STANDARD_DEFAULTS[k]})" for k, v in cfg.adversarial_defaults.items()))
+        run, cfg, checkpoint = None, _new_config(config, overrides, quiet=worker), None
     seed_everything(cfg.seed)
     # Data and model first: a typo in either fails before any folder is made.
     data = open_run_data(cfg)
     if data.meta.get("outside_manifest_folder") and not worker:
         log.info("%d of the manifest's images lie outside its folder (recorded in config.yaml and the report)",
                  data.meta["outside_manifest_folder"])
-    zoo = bool(resolve_arch(cfg.model, data.image_size).get("timm"))  # brings its own mean / std
-    mean, std = (None, None) if zoo else channel_stats(data.splits["train"], seed=cfg.split_seed)
-    model = create_classifier(cfg.model, classes=data.classes, in_channels=data.channels,
-                              input_size=data.image_size, mean=mean, std=std, net_input_size=cfg.input_size,
-                              pretrained=cfg.pretrained and resume is None)
-    if cfg.weights and resume is None:
-        from optik.models.transfer import load_backbone_weights
-
-        loaded = load_backbone_weights(model, cfg.weights)
-        log.info("weights from %s: %d tensors loaded, head re-initialized: %s", cfg.weights,
-                 len(loaded["loaded"]), ", ".join(loaded["dropped"]) or "no")
-    lock = None
-    launcher = _launched_by_others()
-    if resume is None and launcher and not (out or os.environ.get(RUN_DIR_ENV)):
-        raise ConfigError(f"expected --out when launched by {launcher}: every process must train into the same "
-                          "run folder, and a folder named after the time differs between them; got none")
+    model = _new_model(cfg, data, fresh=resume is None)
     if resume is None:
-        if worker:
-            if not (out or os.environ.get(RUN_DIR_ENV)):
-                raise RunError("data-parallel workers on other nodes need an explicit --out shared by all nodes")
-            run = Path(os.environ.get(RUN_DIR_ENV) or out)
-        else:
-            prefix = f"train-{cfg.data if cfg.data.replace('-', '').isalnum() else Path(cfg.data).stem}"
-            run = new_run_dir(out, prefix=prefix, overwrite=overwrite, protect=input_paths(cfg))
-            lock = RunLock(run).acquire()
-            write_yaml(run / "config.yaml", {"command": "train", **provenance(), "config": cfg.to_dict(),
-                                             "data": data.summary()})
-            write_splits(run / "splits.csv", data, group_column=cfg.group_column)
-    elif not worker:
-        lock = RunLock(run).acquire()
+        run, lock = _new_run_folder(cfg, data, out, overwrite=overwrite, worker=worker)
+    else:
+        lock = None if worker else RunLock(run).acquire()
     try:
         return _fit_and_report(model, cfg, data, run, checkpoint=checkpoint, worker=worker,
                                progress=progress and not worker)
     finally:
         if lock is not None:
             lock.release()
+
+
+def _resumed_config(resume: str | os.PathLike, resume_from: str, overrides: dict) -> tuple[Path, TrainConfig, Path]:
+    """``(run folder, config, checkpoint)`` of an interrupted run; a ConfigError when ``overrides`` change more
+    than how it computes."""
+    opened = Run.open(resume, kind="classifier", finished=False)
+    run, saved = opened.path, opened.saved
+    checkpoint = resume_checkpoint(run, resume_from)
+    before = make_config(saved["config"]).to_dict()
+    cfg = make_config(saved["config"], **overrides)  # flags arrive as strings: compare converted values
+    changed = {k for k, v in cfg.to_dict().items() if before[k] != v}
+    if changed - RESUMABLE_OVERRIDES:
+        raise ConfigError(f"cannot change {sorted(changed - RESUMABLE_OVERRIDES)} when resuming {str(run)!r}; "
+                          f"only {sorted(RESUMABLE_OVERRIDES)} may differ. Start a new run instead")
+    return run, cfg, checkpoint
+
+
+def _new_config(config, overrides: dict, *, quiet: bool) -> TrainConfig:
+    """The config of a new run; says which adversarial-training defaults were filled in (unless ``quiet``)."""
+    cfg = make_config(config, **overrides)
+    if cfg.adversarial_defaults and not quiet:
+        from optik.training.config import STANDARD_DEFAULTS
+
+        log.info("adversarial training uses the measured recipe's defaults: %s (pass them to override)",
+                 ", ".join(f"{k} {v} (not {STANDARD_DEFAULTS[k]})" for k, v in cfg.adversarial_defaults.items()))
+    return cfg
+
+
+def _new_model(cfg: TrainConfig, data: DataHandle, *, fresh: bool) -> Classifier:
+    """The classifier ``cfg`` names, for ``data``; pretrained or local weights only for a ``fresh`` run (a resumed
+    one loads its checkpoint)."""
+    zoo = bool(resolve_arch(cfg.model, data.image_size).get("timm"))  # brings its own mean / std
+    mean, std = (None, None) if zoo else channel_stats(data.splits["train"], seed=cfg.split_seed)
+    model = create_classifier(cfg.model, classes=data.classes, in_channels=data.channels,
+                              input_size=data.image_size, mean=mean, std=std, net_input_size=cfg.input_size,
+                              pretrained=cfg.pretrained and fresh)
+    if cfg.weights and fresh:
+        from optik.models.transfer import load_backbone_weights
+
+        loaded = load_backbone_weights(model, cfg.weights)
+        log.info("weights from %s: %d tensors loaded, head re-initialized: %s", cfg.weights,
+                 len(loaded["loaded"]), ", ".join(loaded["dropped"]) or "no")
+    return model
+
+
+def _new_run_folder(cfg: TrainConfig, data: DataHandle, out: str | os.PathLike | None, *, overwrite: bool,
+                    worker: bool) -> tuple[Path, RunLock | None]:
+    """``(run folder, its lock)`` of a new run: made, locked and given its config and splits by rank 0; the folder
+    rank 0 made (or ``out``) on the other data-parallel ranks, unlocked."""
+    launcher = _launched_by_others()
+    if launcher and not (out or os.environ.get(RUN_DIR_ENV)):
+        raise ConfigError(f"expected --out when launched by {launcher}: every process must train into the same "
+                          "run folder, and a folder named after the time differs between them; got none")
+    if worker:
+        if not (out or os.environ.get(RUN_DIR_ENV)):
+            raise RunError("data-parallel workers on other nodes need an explicit --out shared by all nodes")
+        return Path(os.environ.get(RUN_DIR_ENV) or out), None
+    prefix = f"train-{cfg.data if cfg.data.replace('-', '').isalnum() else Path(cfg.data).stem}"
+    run = new_run_dir(out, prefix=prefix, overwrite=overwrite, protect=input_paths(cfg))
+    lock = RunLock(run).acquire()
+    write_yaml(run / "config.yaml", {"command": "train", **provenance(), "config": cfg.to_dict(),
+                                     "data": data.summary()})
+    write_splits(run / "splits.csv", data, group_column=cfg.group_column)
+    return run, lock
 
 
 def _fit_and_report(model: Classifier, cfg: TrainConfig, data: DataHandle, run: Path, *,
@@ -441,7 +466,7 @@ def predict(run_or_model: str | os.PathLike | Classifier, images: str | os.PathL
         images = [images]
     model = run_or_model if isinstance(run_or_model, Classifier) else load(run_or_model)
     window = None  # DICOM files are windowed as the run's data were
-    if not isinstance(run_or_model, Classifier) and Path(run_or_model).is_dir():
+    if not isinstance(run_or_model, Classifier) and (Path(run_or_model) / "config.yaml").is_file():
         window = data_options(Run.open(run_or_model, kind="classifier").config)["dicom_window"]
     files = _image_files(images)
     decoded, results = [], []

@@ -13,7 +13,7 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
     attack it (PGD robustness curve and gallery under ``attacks/pgd/``), and train a small VAE for 30 seconds
     whose samples are scored with the CNN as FID feature extractor (under ``vae/``); then write ``report.html``."""
     import optik
-    from optik.cli import _print_report
+    from optik.console import print_quality, print_report, print_robustness
     from optik.data import load_dataset, split_dataset
 
     say = console.print if console is not None else print
@@ -21,7 +21,7 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
     start = time.perf_counter()
     result = optik.train(data="mnist5k", out=out, progress=progress)
     say(f"trained in {time.perf_counter() - start:.0f} s")
-    _print_report(result.metrics, console) if console is not None else say(result.metrics["accuracy"])
+    print_report(result.metrics, console) if console is not None else say(result.metrics["accuracy"])
 
     # Predict from image files, as a user would: write the first test image of each digit as a PNG, classify them.
     ds = load_dataset("mnist5k")
@@ -37,8 +37,6 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
         say(f"  {Path(r['path']).name}: {tops}")
 
     # Accuracy is not robustness: the same model under PGD, pixels moved by at most eps.
-    from optik.cli import print_robustness
-
     say("\nattack: PGD (Linf, 10 steps) on 500 test images; accuracy as the perturbation grows")
     report = optik.attack(result.run_dir, method="pgd", eps=[0, 0.05, 0.1, 0.15, 0.2], n=500, steps=10)
     print_robustness(report, console) if console is not None else say(report["per_eps"])
@@ -46,7 +44,6 @@ def run_demo(*, out: str | None = None, console=None, progress: bool = True) -> 
     # Models that generate: a VAE for 30 seconds, its samples scored with the classifier just trained as the
     # FID feature extractor (no extra training, no download).
     from optik import generative_api as gen
-    from optik.cli import print_quality
 
     say("\ngenerate: a VAE trained for 30 s on the same digits; FID with the classifier above as feature extractor")
     vae = gen.train_vae(data="mnist5k", max_minutes=0.5, schedule="cosine", quality_every=0, keep="last",

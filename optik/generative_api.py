@@ -35,6 +35,7 @@ KINDS = {"gan": GANConfig, "vae": VAEConfig}
 # and the feature scale, and the final test metrics (as many samples as test images, up to this many).
 MAX_REFERENCE = 50_000
 MAX_TEST = 10_000
+INTERPOLATIONS = ("slerp", "lerp")  # paths through the latent space: spherical (for Gaussian codes), straight
 
 
 @dataclass
@@ -72,13 +73,13 @@ def feature_extractor(features: str | None, cfg: GenerativeConfig, data: DataHan
     trained once on the same data and split (about 1.5 minutes for mnist5k on 2 CPU cores), cached under
     ``$OPTIK_CACHE/features`` (default ``~/.cache/optik``).
     """
-    import optik
+    from optik.api import load
 
     if features and features.startswith("inception:"):
         extractor, classifier = InceptionFeatures(features.removeprefix("inception:")), None
     else:
         run = Path(features) if features else _default_feature_run(cfg, progress=progress)
-        classifier = optik.load(run)
+        classifier = load(run)
         if classifier.in_channels != data.channels:
             raise ConfigError(f"expected a feature classifier for {data.channels}-channel images, got {run} made for "
                               f"{classifier.in_channels}")
@@ -94,7 +95,7 @@ def feature_extractor(features: str | None, cfg: GenerativeConfig, data: DataHan
 
 
 def _default_feature_run(cfg: GenerativeConfig, *, progress: bool) -> Path:
-    import optik
+    from optik.api import train as train_classifier
 
     where = str(Path(cfg.data).resolve()) if Path(cfg.data).exists() else cfg.data
     key = repr((where, cfg.classes, cfg.image_size, cfg.val_fraction, cfg.test_fraction, cfg.split_seed, "cnn"))
@@ -104,9 +105,10 @@ def _default_feature_run(cfg: GenerativeConfig, *, progress: bool) -> Path:
         return folder
     log.info("training the feature classifier for FID on %s (once; cached in %s)", cfg.data, folder)
     tmp = folder.with_name(folder.name + ".partial")
-    optik.train(data=cfg.data, classes=cfg.classes, image_size=cfg.image_size, val_fraction=cfg.val_fraction,
-                test_fraction=cfg.test_fraction, split_seed=cfg.split_seed, strict=cfg.strict, stream=cfg.stream,
-                max_memory_gb=cfg.max_memory_gb, workers=cfg.workers, out=tmp, overwrite=True, progress=progress)
+    train_classifier(data=cfg.data, classes=cfg.classes, image_size=cfg.image_size, val_fraction=cfg.val_fraction,
+                     test_fraction=cfg.test_fraction, split_seed=cfg.split_seed, strict=cfg.strict, stream=cfg.stream,
+                     max_memory_gb=cfg.max_memory_gb, workers=cfg.workers, out=tmp, overwrite=True,
+                     progress=progress)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -328,7 +330,7 @@ def interpolate(run: str | os.PathLike | GenerativeModel, *, out: str | os.PathL
 
     if rows < 1 or steps < 2:
         raise ConfigError(f"expected rows >= 1 and steps >= 2 (a path has two ends), got rows={rows}, steps={steps}")
-    if method not in ("slerp", "lerp"):
+    if method not in INTERPOLATIONS:
         raise ConfigError(f"expected method 'slerp' or 'lerp', got {method!r}")
     model = run if isinstance(run, GenerativeModel) else load_generator(run)
     real = None

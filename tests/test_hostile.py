@@ -210,7 +210,7 @@ def test_what_is_left_out_is_named_for_what_it_is(tmp_path):
     with pytest.warns(UserWarning, match="pipe.png.*is a FIFO"):
         optik.load_dataset(str(manifest))
     with pytest.raises(DataError, match="which is a file"):
-        from optik.data.folder import load_folder
+        from optik.data.files import load_folder
 
         load_folder(manifest)
 

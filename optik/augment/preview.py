@@ -77,7 +77,7 @@ def preview_figure(x: torch.Tensor, cfg: AugmentConfig, *, title: str, seed: int
 
 def save_preview(image: str | os.PathLike, cfg: AugmentConfig, out: str | os.PathLike, *, seed: int = 0) -> Path:
     """Decode ``image`` and write the preview grid to ``out`` (PNG)."""
-    from optik.evaluation.figures import save_figure
+    from optik.core.figures import save_figure
 
     a = decode_image(image)
     x = torch.from_numpy(np.array(a if a.ndim == 3 else a[..., None])).permute(2, 0, 1)

@@ -234,9 +234,12 @@ def input_paths(cfg) -> tuple[str, ...]:
     return tuple(p for p in (cfg.data, getattr(cfg, "weights", None)) if p and Path(p).exists())
 
 
+RESUME_FROM = ("last", "best")  # the checkpoints --resume may continue from
+
+
 def resume_checkpoint(run: Path, resume_from: str = "last") -> Path:
     """The checkpoint ``--resume`` continues from, or a RunError saying which is missing and what can be done."""
-    if resume_from not in ("last", "best"):
+    if resume_from not in RESUME_FROM:
         raise ConfigError(f"expected --resume-from last or best, got {resume_from!r}")
     folder = run / "checkpoints"
     checkpoint = folder / f"{resume_from}.ckpt"
@@ -258,7 +261,7 @@ def provenance() -> dict:
     import lightning
     import torch
 
-    from optik import __version__
+    from optik.core.version import __version__
 
     return {"optik": __version__, "torch": str(torch.__version__), "lightning": str(lightning.__version__),
             "python": platform.python_version(), "git_sha": _git_sha(),

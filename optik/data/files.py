@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from optik.core.errors import DataError
 from optik.data.dataset import ImageDataset
 from optik.data.dicom import DICOM_EXTENSIONS, dicom_header, is_dicom
-from optik.data.folder import Listing, SkippedImagesWarning, decode_image, fit_image
+from optik.data.folder import Listing, SkippedImagesWarning, decode_image, fit_image, list_folder, list_manifest
 
 GREY_MODES = ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F")
 HEADER_SAMPLE = 20_000  # headers read to choose a dataset's size and channels (all of them below this many files)
@@ -181,4 +181,16 @@ def load_listing(listing: Listing, *, image_size: int | None = None, strict: boo
                         dict(listing.meta))
 
 
-__all__ = ["check_listing", "load_listing", "warn_skipped", "ImageFiles", "Unreadable", "collate", "dataset_shape", "decode_files", "default_workers", "image_header"]
+def load_folder(root: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
+    """Decode a class-per-folder tree into memory (see :func:`~optik.data.folder.list_folder`): images resized in worker processes,
+    never held at full resolution; unreadable files skipped with one warning (an error with ``strict``)."""
+    return load_listing(list_folder(root), image_size=image_size, strict=strict)
+
+
+def load_manifest(path: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
+    """Decode the images a CSV manifest lists (header ``path,label``; paths relative to the CSV's folder, or
+    absolute) into memory, as :func:`load_folder` does a folder."""
+    return load_listing(list_manifest(path), image_size=image_size, strict=strict)
+
+
+__all__ = ["check_listing", "load_folder", "load_listing", "load_manifest", "warn_skipped", "ImageFiles", "Unreadable", "collate", "dataset_shape", "decode_files", "default_workers", "image_header"]

@@ -18,7 +18,6 @@ from PIL import Image, UnidentifiedImageError
 from optik.core.errors import DataError, OptikError, short
 from optik.core.images import MAX_IMAGE_PIXELS
 from optik.core.io import path_kind
-from optik.data.dataset import ImageDataset
 from optik.data.dicom import DICOM_EXTENSIONS, decode_dicom, is_dicom
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + DICOM_EXTENSIONS
@@ -234,14 +233,6 @@ def list_folder(root: str | os.PathLike) -> Listing:
                    [split_of[i] for i in rows] if split_dirs else None, [], skipped + notes)
 
 
-def load_folder(root: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
-    """Decode a class-per-folder tree into memory (see :func:`list_folder`): images resized in worker processes,
-    never held at full resolution; unreadable files skipped with one warning (an error with ``strict``)."""
-    from optik.data.files import load_listing
-
-    return load_listing(list_folder(root), image_size=image_size, strict=strict)
-
-
 def read_manifest(path: str | os.PathLike) -> dict:
     """Read and check a CSV manifest (header ``path,label``, more columns allowed) without decoding an image.
 
@@ -305,11 +296,3 @@ def list_manifest(path: str | os.PathLike) -> Listing:
         raise DataError(f"expected at least 2 labels in {str(path)!r}, got {sorted(set(m['labels']))}")
     return Listing(str(path), m["files"], m["labels"], None, m["skipped"], m["notes"],
                    {"manifest_sha256": m["sha256"], "outside_manifest_folder": m["outside"]}, m["columns"])
-
-
-def load_manifest(path: str | os.PathLike, *, image_size: int | None = None, strict: bool = False) -> ImageDataset:
-    """Decode the images a CSV manifest lists (header ``path,label``; paths relative to the CSV's folder, or
-    absolute) into memory, as :func:`load_folder` does a folder."""
-    from optik.data.files import load_listing
-
-    return load_listing(list_manifest(path), image_size=image_size, strict=strict)

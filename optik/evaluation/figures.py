@@ -1,8 +1,6 @@
 """Figures of an evaluation: the confusion matrix as a heatmap (counts and row-normalized)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Sequence
 
 import matplotlib
@@ -12,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from optik.core.io import atomic_write  # noqa: E402
+from optik.core.figures import save_figure  # noqa: E402,F401  (re-exported: most callers import it from here)
 
 
 def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str = "Confusion matrix"):
@@ -53,13 +51,6 @@ def confusion_image(cm, *, cell: int = 16) -> np.ndarray:
     rgb = (matplotlib.colormaps["Blues"](norm)[..., :3] * 255).astype(np.uint8)
     cell = max(1, min(cell, 1024 // max(len(cm), 1)))  # at most about 1024 pixels a side
     return np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
-
-
-def save_figure(fig, path: str | os.PathLike, *, dpi: int = 110) -> Path:
-    """Save atomically as PNG and close the figure."""
-    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi))
-    plt.close(fig)
-    return out
 
 
 def roc_pr_figure(roc: dict, pr: dict, *, positive: str, points: Sequence[dict] = ()):

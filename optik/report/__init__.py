@@ -54,7 +54,7 @@ def write_report(run: str | os.PathLike, *, out: str | os.PathLike | None = None
 
 
 def _classification_parts(run: Path, saved: dict, *, examples: int) -> list[Section | None]:
-    from optik.interpret_api import pick_examples
+    from optik.interpret.examples import pick_examples
     from optik.runs import Run
 
     if not (run / "metrics.json").is_file():

@@ -222,7 +222,7 @@ def mistakes(run: Path) -> Section | None:
 # ------------------------------------------------------------------------------------------------ model
 def interpretability(model, images, labels) -> Section | None:
     """First-layer filters and Grad-CAM on a few test images (one per class first)."""
-    from optik.interpret_api import explain_examples, filters_figure
+    from optik.interpret.examples import explain_examples, filters_figure
 
     s = Section("What the model looks at", "interpretability")
     try:

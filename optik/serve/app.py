@@ -321,19 +321,9 @@ def private_cache() -> Path:
     return folder
 
 
-def serve(runs: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False,
-          max_upload_mb: float = MAX_UPLOAD_MB, top_k: int = 5) -> None:
-    """Serve the playground over ``runs`` until interrupted (Ctrl-C).
-
-    Args:
-        runs: classification run folders (``optik train`` output).
-        host: the interface to bind; the default serves this machine only. ``0.0.0.0`` exposes it to the network
-            (there is no login: anyone who reaches it can use the models).
-        port: the TCP port.
-        open_browser: open the page in the default browser.
-        max_upload_mb: the largest upload accepted, in MB (10^6 bytes); Gradio stops receiving larger files.
-        top_k: classes shown with their probabilities.
-    """
+def launch(runs: Sequence[str | os.PathLike], *, host: str, port: int, open_browser: bool, max_upload_mb: float,
+           top_k: int) -> None:
+    """:func:`optik.serve.serve` once Gradio is imported: the page over ``runs``, served until interrupted."""
     private_cache()
     app = build_app(runs, max_upload_mb=max_upload_mb, top_k=top_k)
     options = {"server_name": host, "server_port": port, "inbrowser": open_browser, "share": False,
@@ -343,4 +333,4 @@ def serve(runs: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: i
     app.queue(default_concurrency_limit=1).launch(**{k: v for k, v in options.items() if k in accepted})
 
 
-__all__ = ["Playground", "attack_text", "build_app", "offline_theme", "private_cache", "serve"]
+__all__ = ["Playground", "attack_text", "build_app", "launch", "offline_theme", "private_cache"]
