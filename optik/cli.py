@@ -487,13 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(s, only=("augment", *KNOBS))
     s.set_defaults(func=cmd_augment_preview)
 
+    from optik.robustness.attacks import ATTACKS, methods_help
+    from optik.robustness.evaluate import eps_help
+
     s = sub.add_parser("attack", help="robust accuracy of a run's model under an attack, as eps grows")
     s.add_argument("run")
-    s.add_argument("--method", default="pgd", help="fgsm | pgd | pgd-l2 | cw | apgd | apgd-t | strong "
-                                                   "(APGD-CE + APGD-T, per-image worst case)")
-    s.add_argument("--eps", default=None,
-                   help="comma-separated radii, pixels in [0, 1]: Linf (default 0,0.05,0.1,0.2,0.3), or L2 for pgd-l2 "
-                        "and cw (default 0,0.5,1,1.5,2,3 for 28 x 28 grey images, scaled by sqrt(C*H*W/784))")
+    s.add_argument("--method", default="pgd", type=str.lower, choices=ATTACKS.names(), metavar="METHOD",
+                   help=methods_help())
+    s.add_argument("--eps", default=None, help=eps_help())
     s.add_argument("--n", type=int, default=1000, help="images of the split to attack (0: all)")
     s.add_argument("--split", default="test", choices=("train", "val", "test"))
     s.add_argument("--steps", type=int, help="iterations (pgd: 10, apgd/strong: 100, cw: 100 Adam steps per "
