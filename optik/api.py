@@ -122,6 +122,9 @@ def train(config: str | os.PathLike | dict | TrainConfig | None = None, *, out: 
         TrainResult with the run folder, the trained model (last epoch, or best validation epoch with
         ``keep="best"``) and its test-split metrics.
     """
+    # Over 60 lines on purpose: one straight sequence (config, data, model, run folder, fit) whose order is the
+    # point (a typo in the data or the model fails before any folder is made, the lock is taken before anything is
+    # written into it); helpers would hide that order without making any step reusable.
     worker = _is_worker_process()
     checkpoint = None
     if resume is not None:
