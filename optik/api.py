@@ -508,22 +508,20 @@ def attack(run: str | os.PathLike, *, method: str = "pgd", eps: float | Sequence
     """Attack a run's model on ``n`` images of a split (a random subset drawn with ``seed``) at every ``eps``; write
     ``attacks/<method>/robustness.json``, ``robustness.png`` (accuracy vs eps) and ``gallery.png``.
 
-    ``eps`` defaults to radii in the attack's norm: Linf 0, 0.05, 0.1, 0.2, 0.3; L2 (``pgd-l2``, ``cw``) 0, 0.5,
-    1, 1.5, 2, 3 for 28 x 28 grey images, scaled by the square root of the number of pixel values for others.
+    ``method`` is a name registered in :data:`optik.robustness.attacks.ATTACKS`. ``eps`` defaults to radii in the
+    attack's norm: Linf 0, 0.05, 0.1, 0.2, 0.3; L2 (``pgd-l2``, ``cw``, ``norm="l2"``) 0, 0.5, 1, 1.5, 2, 3 for
+    28 x 28 grey images, scaled by the square root of the number of pixel values for others.
     ``attack_options`` go to the attack (``steps``, ``alpha``, ``restarts``, ``confidence``, ...). Returns the
     report (see :func:`optik.robustness.evaluate.robustness_curve`). The attack runs on ``device`` (default: the
     kind the run trained on, if this machine has it).
     """
     from optik.data.splits import random_subset
-    from optik.robustness.attacks import ATTACKS
-    from optik.robustness.evaluate import (attack_norm, curve_figure, default_eps, gallery_figure, pick_gallery_eps,
-                                           robustness_curve)
+    from optik.robustness.attacks import ATTACKS, attack_norm
+    from optik.robustness.evaluate import curve_figure, default_eps, gallery_figure, pick_gallery_eps, robustness_curve
 
-    method = method.lower()
+    method = ATTACKS.spec(method).name  # an unknown name raises, listing the registered ones
     if isinstance(eps, (int, float)):
         eps = [eps]
-    if method not in ATTACKS:
-        raise ConfigError(f"expected --method one of {', '.join(ATTACKS)}, got {method!r}")
     if eps is not None and (not eps or any(not e >= 0 for e in eps)):
         raise ConfigError(f"expected one or more eps >= 0, got {list(eps)}")
     if n is not None and n < 1:

@@ -10,7 +10,8 @@ from optik.generative.models import VAEModel
 from optik.generative_api import INTERPOLATIONS
 from optik.interpret_api import METHODS as EXPLAIN_METHODS
 from optik.models.cnn import __doc__ as MODELS_DESCRIPTION  # the CNN spec language, under `optik models --help`
-from optik.robustness.evaluate import DEFAULT_EPS
+from optik.robustness.attacks import ATTACKS, methods_help
+from optik.robustness.evaluate import eps_help
 
 HELP = {
     "datasets": "list built-in and downloadable datasets",
@@ -35,9 +36,9 @@ HELP = {
 PREPARE_CONFIG_FLAGS = ("group_column", "dicom_window")  # prepare's flags with TrainConfig's help texts
 
 # ------------------------------------------------------------------------------------------------ attack methods
-# The attacks `optik attack` runs (--method), and their own options (passed to the attack; None keeps each attack's
-# default). Kept together here: the attack registry is to supply these.
-ATTACK_METHOD = {"help": "fgsm | pgd | pgd-l2 | cw | apgd | apgd-t | strong (APGD-CE + APGD-T, per-image worst case)"}
+# The attacks `optik attack` runs (--method): the attack registry's names and summaries; and their own options
+# (passed to the attack; None keeps each attack's default).
+ATTACK_METHOD = {"type": str.lower, "choices": ATTACKS.names(), "metavar": "METHOD", "help": methods_help()}
 ATTACK_OPTIONS = {
     "steps": {"kwargs": True, "type": int,
               "help": "iterations (pgd: 10, apgd/strong: 100, cw: 100 Adam steps per constant, 6 constants)"},
@@ -47,10 +48,6 @@ ATTACK_OPTIONS = {
 }
 
 # ------------------------------------------------------------------------------------------------ flags
-def _eps(norm: str) -> str:
-    return ",".join(f"{e:g}" for e in DEFAULT_EPS[norm])
-
-
 RUN_DEVICE = "(default: the kind the run trained on, if this machine has it)"
 TRAIN_RUN = {  # optik train, and the generative trainers with their own texts
     "config": {"flag": "--config", "help": "YAML file of TrainConfig keys, or a run's config.yaml; flags override it"},
@@ -109,9 +106,7 @@ FLAGS = {
     "preview": {"out": {"flag": "--out", "default": "augment_preview.png", "help": "PNG to write"}},
     "attack": {
         "method": ATTACK_METHOD,
-        "eps": {"type": str, "help": f"comma-separated radii, pixels in [0, 1]: Linf (default {_eps('linf')}), or L2 "
-                                     f"for pgd-l2 and cw (default {_eps('l2')} for 28 x 28 grey images, scaled by "
-                                     "sqrt(C*H*W/784))"},
+        "eps": {"type": str, "help": eps_help()},
         "n": "images of the split to attack (0: all)",
         "split": {"choices": SPLIT_NAMES},
         **ATTACK_OPTIONS,

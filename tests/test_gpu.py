@@ -28,15 +28,16 @@ def test_adversarial_training_runs_on_cuda(method, tmp_path):
     assert result.metrics["accuracy"] > 0.5
 
 
-@pytest.mark.parametrize("method", sorted(ATTACKS))
+@pytest.mark.parametrize("method", ATTACKS.names())
 def test_every_attack_runs_on_cuda_and_keeps_the_contract(cuda_run, method):
     model = optik.load(cuda_run, device="cuda")
     from optik.runs import Run
 
     test = Run.open(cuda_run).split("test")
     x, y = (test.take(range(64)).float() / 255).cuda(), test.labels[:64].cuda()
-    eps = {"pgd-l2": 3.0, "cw": None}.get(method, 0.3)
-    kw = {"steps": 5} if method in ("pgd", "pgd-l2", "apgd", "apgd-t", "strong") else {}
+    spec = ATTACKS.spec(method)
+    eps = None if spec.minimal else {"l2": 3.0, "linf": 0.3}[spec.norm]
+    kw = {"steps": 5} if spec.iterative else {}
     result = make_attack(method, model, eps=eps, **kw)(x, y)
     assert result.adv.is_cuda and result.adv.min() >= 0 and result.adv.max() <= 1
     assert result.success.float().mean() > 0.5

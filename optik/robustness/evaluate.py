@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optik.robustness.attacks import FGSM, AttackResult, attack_mode, make_attack
+from optik.robustness.attacks import ATTACKS, FGSM, AttackResult, attack_mode, make_attack
+from optik.robustness.attacks import attack_norm  # noqa: F401 (it lived here; older callers import it from here)
 
-ITERATIVE = {"pgd", "pgd-l2", "apgd", "apgd-t", "strong"}
 TOLERANCE = 0.005  # half a point: differences below this are noise on 1,000 images, not a finding
 
 
@@ -57,19 +57,24 @@ def input_gradient_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     return {"zero_gradient_share": zero / max(len(x), 1), "nonfinite_gradient": bad}
 
 
-MINIMAL = {"cw"}  # minimal-perturbation attacks: run once, unbounded; eps is a threshold on the found norm
 # Default radii for 28 x 28 x 1 images (784 values). An L2 norm grows with the square root of the number of values,
 # so L2 radii are scaled by sqrt(C * H * W / 784); Linf radii are per pixel and need no scaling.
 DEFAULT_EPS = {"linf": (0.0, 0.05, 0.1, 0.2, 0.3), "l2": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)}
 
 
-def attack_norm(method: str, options: dict | None = None) -> str:
-    """The norm an attack by this CLI name measures eps in (``norm`` in ``options`` overrides it)."""
-    from optik.robustness.attacks import ATTACKS
+def eps_help() -> str:
+    """``optik attack --eps``'s help: the default radii per norm, and which registered attacks measure in L2 or
+    take eps as thresholds."""
+    def radii(norm: str) -> str:
+        return ",".join(f"{e:g}" for e in DEFAULT_EPS[norm])
 
-    if (options or {}).get("norm"):
-        return options["norm"]
-    return "l2" if method == "pgd-l2" else ATTACKS[method].norm
+    l2 = [s.name for s in ATTACKS.specs() if s.norm == "l2"]
+    minimal = [s.name for s in ATTACKS.specs() if s.minimal]
+    text = (f"comma-separated radii, pixels in [0, 1]: Linf (default {radii('linf')}), or L2 for "
+            f"{', '.join(l2) or 'norm l2'} (default {radii('l2')} for 28 x 28 grey images, scaled by "
+            f"sqrt(C*H*W/784))")
+    return text + (f"; for {', '.join(minimal)} (smallest perturbation, unbounded) thresholds on the norm found"
+                   if minimal else "")
 
 
 def default_eps(norm: str, image_shape: Sequence[int]) -> list[float]:
@@ -84,28 +89,30 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, meth
                      batch_size: int = 500, seed: int = 0, **attack_kw) -> tuple[dict, dict[float, AttackResult]]:
     """Attack ``x`` at every ``eps`` and report; returns ``(report, results by eps)``.
 
-    ``cw`` is a minimal-perturbation attack: it runs once, unbounded, and the report opens with what it found
-    (``minimal``: how many images it fooled, the mean and median L2 of their perturbations); an image then counts
-    as broken at ``eps`` when its smallest successful perturbation has L2 <= eps. Iterative attacks are also
-    compared with FGSM at the same eps (an iterative attack weaker than one step is a sign of gradient masking or
-    a bug). ``notes`` lists what an attack did differently from its paper (e.g. a loss undefined for two classes).
+    An attack registered with the ``minimal`` budget (``cw``) runs once, unbounded, and the report opens with what
+    it found (``minimal``: how many images it fooled, the mean and median norm of their perturbations); an image
+    then counts as broken at ``eps`` when its smallest successful perturbation has a norm <= eps. Iterative
+    attacks are also compared with FGSM at the same Linf eps (an iterative attack weaker than one step is a sign of
+    gradient masking or a bug). ``notes`` lists what an attack did differently from its paper (e.g. a loss
+    undefined for two classes).
     """
     eps = sorted(float(e) for e in eps)
     results: dict[float, AttackResult] = {}
     rows, notes, minimal = [], [], None
-    if method in MINIMAL:
+    spec = ATTACKS.spec(method)
+    if spec.minimal:
         attack = make_attack(method, model, eps=None, batch_size=batch_size, seed=seed, **attack_kw)
         full = attack(x, y)
         notes += attack.notes
-        l2 = full.norms(x)["l2"]
+        found = full.norms(x)[attack.norm]
         minimal = summarize(full, x, None)
         for e in eps:
-            within = full.success & (l2 <= e + 1e-6)
+            within = full.success & (found <= e + 1e-6)
             r = AttackResult(torch.where(within[:, None, None, None], full.adv, x), within, full.clean_logits,
                              torch.where(within[:, None], full.adv_logits, full.clean_logits), y)
             results[e] = r
             rows.append(summarize(r, x, e))
-        norm = "l2"
+        norm = attack.norm
     else:
         for e in eps:
             attack = make_attack(method, model, eps=e, batch_size=batch_size, seed=seed, **attack_kw)
@@ -118,7 +125,7 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, meth
     if minimal is not None:
         report["minimal"] = minimal
     report["notes"] = list(dict.fromkeys(notes))
-    if method in ITERATIVE and norm == "linf":
+    if spec.iterative and norm == "linf":
         report["fgsm_robust_accuracy"] = [
             summarize(FGSM(model, eps=e, batch_size=batch_size)(x, y), x, e)["robust_accuracy"] for e in eps]
     report["gradients"] = input_gradient_check(model, x, y, batch_size=batch_size)

@@ -24,6 +24,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 from optik.augment.generator import FILL_MODES  # noqa: E402
 from optik.core.errors import ConfigError, OptikError  # noqa: E402
 from optik.models.classifier import Classifier  # noqa: E402
+from optik.robustness.attacks import ATTACKS  # noqa: E402
 from optik.serve import logic  # noqa: E402
 from optik.serve.uploads import MAX_UPLOAD_MB, UPLOAD_EXTENSIONS, UploadError, decode_upload  # noqa: E402
 
@@ -175,9 +176,11 @@ class Playground:
 
 def attack_text(view: logic.AttackView, classes: Sequence[str], *, method: str, eps: float, truth: bool) -> str:
     """What an attack did, in words, with its norms (pixels in [0, 1]) and the perturbation's magnification."""
-    name = next(k for k, v in logic.ATTACK_METHODS.items() if v == method)
-    budget = "eps is not used: C&W searches for the smallest L2 perturbation" if method == "cw" \
-        else f"eps = {eps:.3f} (Linf, pixels in [0, 1])"
+    name = next(k for k, v in logic.page_attacks().items() if v == method)
+    spec = ATTACKS.spec(method)
+    norm = {"linf": "Linf", "l2": "L2"}[spec.norm]
+    budget = f"eps is not used: it searches for the smallest {norm} perturbation" if spec.minimal \
+        else f"eps = {eps:.3f} ({norm}, pixels in [0, 1])"
     label = f"{'true' if truth else 'predicted'} class **{classes[view.label]}**"
     if view.clean_class != view.label:
         label += f" (which the model already gets wrong: it predicts **{classes[view.clean_class]}**)"
@@ -209,7 +212,7 @@ def _image(label: str, elem_id: str, **kw) -> "gr.Image":
 def _attack_section(top_k: int) -> dict:
     gr.Markdown("## Attack\nPerturb the image so that the model changes its mind (optik.robustness.attacks).")
     with gr.Row():
-        method = gr.Radio(list(logic.ATTACK_METHODS.items()), value="pgd", label="Method", elem_id="attack-method")
+        method = gr.Radio(list(logic.page_attacks().items()), value="pgd", label="Method", elem_id="attack-method")
         eps = gr.Slider(0, 0.5, value=0.1, step=0.005, label="eps (Linf, pixels in [0, 1])", elem_id="attack-eps")
         steps = gr.Slider(1, 100, value=10, step=1, label="PGD steps", elem_id="attack-steps")
     button = gr.Button("Attack", variant="primary", elem_id="attack-run")

@@ -24,8 +24,6 @@ from optik.models.classifier import Classifier
 from optik.models.inputs import conform, fit_images
 from optik.runs import Run
 
-# The attacks the page offers: its label -> the name in optik.robustness.attacks.ATTACKS
-ATTACK_METHODS = {"FGSM (Linf, one step)": "fgsm", "PGD (Linf)": "pgd", "C&W (L2, smallest perturbation)": "cw"}
 DISPLAY_SIZE = 224  # small images are enlarged by an integer factor (nearest) to about this many pixels
 
 
@@ -125,15 +123,28 @@ def whole_number(value: Any, name: str, *, low: int, high: int) -> int:
     return int(value)
 
 
-def make_page_attack(model: Classifier, *, method: str, eps: float, steps: int = 10, seed: int = 0):
-    """The optik attack the page runs: ``fgsm`` and ``pgd`` are Linf with ``eps`` in pixels; ``cw`` is
-    Carlini-Wagner L2, a minimal-perturbation attack that ignores ``eps``."""
-    from optik.robustness.attacks import make_attack
+def page_attacks() -> dict[str, str]:
+    """The attacks the page offers, label -> registered name: those registered with a ``playground`` label, the
+    ones with a fixed eps budget first, then the minimal-perturbation ones."""
+    from optik.robustness.attacks import ATTACKS
 
-    if method not in ATTACK_METHODS.values():
-        raise ConfigError(f"expected an attack method among {', '.join(ATTACK_METHODS.values())}, got {method!r}")
-    options = {"pgd": {"steps": steps}, "fgsm": {}, "cw": {}}[method]
-    return make_attack(method, model, eps=None if method == "cw" else float(eps), seed=seed, **options)
+    offered = [s for s in ATTACKS.specs() if s.playground]
+    return {s.playground: s.name for s in sorted(offered, key=lambda s: (s.minimal, s.name))}
+
+
+def make_page_attack(model: Classifier, *, method: str, eps: float, steps: int = 10, seed: int = 0):
+    """The optik attack the page runs, by its registered name: a fixed-budget attack gets ``eps`` (pixels, in its
+    norm) and, when iterative, ``steps``; a minimal-perturbation attack (``cw``) ignores both."""
+    from optik.robustness.attacks import ATTACKS, make_attack
+
+    offered = page_attacks().values()
+    if method not in offered:
+        raise ConfigError(f"expected an attack method among {', '.join(offered)}, got {method!r}")
+    spec = ATTACKS.spec(method)
+    if spec.minimal:
+        return make_attack(method, model, eps=None, seed=seed)
+    options = {"steps": steps} if spec.iterative else {}
+    return make_attack(method, model, eps=float(eps), seed=seed, **options)
 
 
 def run_attack(model: Classifier, x: torch.Tensor, *, method: str, eps: float, label: int, steps: int = 10,
@@ -210,6 +221,6 @@ def to_display(image: torch.Tensor | np.ndarray, *, size: int = DISPLAY_SIZE) ->
     return a.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else a
 
 
-__all__ = ["ATTACK_METHODS", "AttackView", "Example", "RunModel", "augment_config", "augment_samples",
-           "conform_upload", "gradcam_overlay", "hwc", "load_run", "make_page_attack", "predicted_class",
-           "probabilities", "run_attack", "to_display"]
+__all__ = ["AttackView", "Example", "RunModel", "augment_config", "augment_samples",
+           "conform_upload", "gradcam_overlay", "hwc", "load_run", "make_page_attack", "page_attacks",
+           "predicted_class", "probabilities", "run_attack", "to_display"]
