@@ -164,7 +164,7 @@ def _command(sub, name: str, func, handler, *, key: str | None = None, help: str
     """The sub-parser ``name`` running ``handler``: a flag per parameter of ``func`` with the help texts of
     ``commands.FLAGS[key or name]``, and ``--json`` when asked (a string: its help)."""
     s = sub.add_parser(name, help=help or commands.HELP[name], **parser_kw)
-    add_flags(s, func, commands.FLAGS.get(key or name), skip=skip)
+    add_flags(s, func, commands.flags(key or name), skip=skip)
     if json:
         s.add_argument("--json", action="store_true", **({"help": json} if isinstance(json, str) else {}))
     s.set_defaults(func=handler)

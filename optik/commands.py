@@ -36,9 +36,8 @@ HELP = {
 PREPARE_CONFIG_FLAGS = ("group_column", "dicom_window")  # prepare's flags with TrainConfig's help texts
 
 # ------------------------------------------------------------------------------------------------ attack methods
-# The attacks `optik attack` runs (--method): the attack registry's names and summaries; and their own options
-# (passed to the attack; None keeps each attack's default).
-ATTACK_METHOD = {"type": str.lower, "choices": ATTACKS.names(), "metavar": "METHOD", "help": methods_help()}
+# The attacks `optik attack` runs (--method): the attack registry's names and summaries, read when the parser is
+# built (see `flags`); and the attacks' own options (passed to the attack; None keeps each attack's default).
 ATTACK_OPTIONS = {
     "steps": {"kwargs": True, "type": int,
               "help": "iterations (pgd: 10, apgd/strong: 100, cw: 100 Adam steps per constant, 6 constants)"},
@@ -105,8 +104,6 @@ FLAGS = {
     "predict": {"run_or_model": {"metavar": "run"}, "images": {"nargs": "+", "metavar": "IMAGE_OR_FOLDER"}},
     "preview": {"out": {"flag": "--out", "default": "augment_preview.png", "help": "PNG to write"}},
     "attack": {
-        "method": ATTACK_METHOD,
-        "eps": {"type": str, "help": eps_help()},
         "n": "images of the split to attack (0: all)",
         "split": {"choices": SPLIT_NAMES},
         **ATTACK_OPTIONS,
@@ -157,3 +154,14 @@ FLAGS = {
     },
     "demo": {"out": "run folder (default: a new folder under runs/)"},
 }
+
+
+def flags(command: str) -> dict | None:
+    """The help texts and settings of a command's flags. `optik attack`'s ``--method`` and ``--eps`` are read from
+    the attack registry now, not at import: an attack registered later (a plugin, a test) is offered too."""
+    spec = FLAGS.get(command)
+    if command == "attack":
+        spec = {"method": {"type": str.lower, "choices": ATTACKS.names(), "metavar": "METHOD",
+                           "help": methods_help()},
+                "eps": {"type": str, "help": eps_help()}, **spec}
+    return spec
