@@ -5,6 +5,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,3 +36,15 @@ def run_optik(*args, check=True, timeout=600, env=None, isolated=False) -> subpr
     if check and out.returncode != 0:
         raise AssertionError(f"optik {' '.join(map(str, args))} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
     return out
+
+
+def start_training_until_checkpoint(*args, out: Path, poll: float = 0.05, timeout: float = 300
+                                    ) -> subprocess.Popen:
+    """``optik train ARGS --out OUT`` in a subprocess, returned (still running) once ``OUT/checkpoints/last.ckpt``
+    exists, or once it has ended or ``timeout`` passed: what the kill-and-resume tests start from."""
+    proc = subprocess.Popen(optik_cmd("train", *args, "--out", out), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last, deadline = Path(out) / "checkpoints" / "last.ckpt", time.time() + timeout
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(poll)
+    return proc

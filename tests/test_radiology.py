@@ -13,7 +13,7 @@ from PIL import Image
 from optik.core.errors import ConfigError, DataError
 from optik.data.registry import open_data
 from optik.data.splits import stratified_group_split
-from tests.helpers import ROOT, run_optik
+from helpers import ROOT, run_optik
 
 
 def _manifest(folder, *, n=2000, patients=300, seed=0, size=8):

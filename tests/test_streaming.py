@@ -181,10 +181,8 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(folder, shards, tmp
     and the random state)."""
     import os
     import signal
-    import subprocess
-    import time
 
-    from helpers import ROOT, optik_cmd
+    from helpers import start_training_until_checkpoint
 
     data = folder if source == "files" else shards  # 72 images: 25 steps of 2 in an epoch
     args = ["--data", data, "--model", "cnn-small", "--epochs", "2", "--batch-size", "2", "--workers", "1",
@@ -192,12 +190,8 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted(folder, shards, tmp
     run_optik("train", *args, "--out", tmp_path / "whole")
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(optik_cmd("train", *args, "--out", killed), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = start_training_until_checkpoint(*args, out=killed, poll=0.002)
     last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     state = torch.load(last, weights_only=True)

@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -14,7 +13,7 @@ import optik
 from optik.core.errors import ConfigError, RunError
 from optik.data import load_dataset, split_dataset
 
-from helpers import ROOT, optik_cmd, run_optik
+from helpers import run_optik, start_training_until_checkpoint
 
 FAST = ["--data", "mnist5k", "--model", "cnn-small", "--batch-size", "128", "--no-progress"]
 
@@ -112,12 +111,8 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     run_optik("train", *args, "--out", tmp_path / "whole")
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(optik_cmd("train", *args, "--out", killed), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = start_training_until_checkpoint(*args, out=killed)
     last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
     time.sleep(1.0)  # let it get into the next epoch
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
