@@ -142,31 +142,19 @@ def print_binary(b: dict, con) -> None:
                   f"prevalence {b['prevalence']:.3f}")
 
 
-def _rate(v, ci: dict | None = None) -> str:
-    return "n/a" if v is None else f"{v:.3f} {format_interval(ci)}".strip()
-
-
 def print_subgroups(sub: dict, con) -> None:
     """A subgroup audit (``metrics.json`` ``subgroups``): per column, each group's rates for the positive class (or
     each class) with intervals, then the gaps and the flags."""
     from rich.table import Table
 
-    from optik.evaluation.subgroups import group_names
+    from optik.evaluation.subgroups import GROUP_TABLE, group_rows, shown_classes
 
     con.print(f"[bold]subgroups[/]: {sub['note']}")
     for column in sub["columns"]:
-        report = sub[column]
-        shown = [sub["positive"]] if "positive" in sub else list(report["gaps"])
-        t = Table("group", "class", "n", "positives", "sensitivity", "specificity", "PPV", "NPV",
-                  title=f"by {column}")
-        for g in group_names(report):
-            r = report[g]
-            ci = (r.get("intervals") or {}).get("per_class", {})
-            for c in shown:
-                m, i = r["per_class"][c], ci.get(c, {})
-                t.add_row(g, c, str(r["n"]), str(m["support"]), _rate(m["sensitivity"], i.get("sensitivity")),
-                          _rate(m["specificity"], i.get("specificity")), _rate(m["precision"], i.get("precision")),
-                          _rate(m["npv"], i.get("npv")))
+        report, shown = sub[column], shown_classes(sub, column)
+        t = Table(*GROUP_TABLE, title=f"by {column}")
+        for row in group_rows(sub, column):
+            t.add_row(*row)
         con.print(t)
         for c in shown:
             gap = report["gaps"][c]

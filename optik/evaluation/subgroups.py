@@ -28,7 +28,7 @@ import numpy as np
 
 from optik.core.errors import ConfigError
 from optik.evaluation.binary import operating_point, threshold_for
-from optik.evaluation.bootstrap import bootstrap_intervals
+from optik.evaluation.bootstrap import bootstrap_intervals, format_interval
 from optik.evaluation.metrics import (MAX_MATRIX_CLASSES, confusion_matrix, counts_from_labels,
                                       metrics_from_confusion, metrics_from_counts, positive_index)
 
@@ -67,6 +67,28 @@ def ordered_groups(names: np.ndarray) -> list[str]:
 def group_names(column_report: dict) -> list[str]:
     """The groups of a :func:`subgroup_report` (every key but ``gaps`` and ``flags``), in report order."""
     return [k for k in column_report if k not in COLUMN_KEYS]
+
+
+GROUP_TABLE = ("group", "class", "n", "positives", "sensitivity", "specificity", "PPV", "NPV")
+
+
+def shown_classes(audit_report: dict, column: str) -> list[str]:
+    """The classes a column's tables and figure show: the positive class of a binary task, else every class."""
+    return [audit_report["positive"]] if "positive" in audit_report else list(audit_report[column]["gaps"])
+
+
+def group_rows(audit_report: dict, column: str) -> list[tuple[str, ...]]:
+    """Each group's rates for the classes shown, as text with their intervals (``n/a`` where undefined), in the
+    columns of :data:`GROUP_TABLE`: the table the console and the report both draw."""
+    report, rows = audit_report[column], []
+    for g in group_names(report):
+        ci = (report[g].get("intervals") or {}).get("per_class", {})
+        for c in shown_classes(audit_report, column):
+            m = report[g]["per_class"][c]
+            rows.append((g, c, str(report[g]["n"]), str(m["support"]), *(
+                "n/a" if m[k] is None else f"{m[k]:.3f} {format_interval(ci.get(c, {}).get(k))}".strip()
+                for k in ("sensitivity", "specificity", "precision", "npv"))))
+    return rows
 
 
 def group_seed(seed: int, name: str) -> int:

@@ -136,25 +136,16 @@ def binary(run: Path, m: dict) -> Section | None:
 def subgroups(run: Path, m: dict) -> Section | None:
     """The subgroup audit of ``optik evaluate --by``: per column, each group's rates with intervals, the gaps,
     the flags and the figure."""
-    from optik.evaluation.subgroups import figure_name, group_names
+    from optik.evaluation.subgroups import GROUP_TABLE, figure_name, group_rows, shown_classes
 
     sub = m.get("subgroups")
     if not sub:
         return None
     s = Section("Subgroups", "subgroups").text(sub["note"])
     for column in sub["columns"]:
-        report = sub[column]
-        shown = [sub["positive"]] if "positive" in sub else list(report["gaps"])
+        report, shown = sub[column], shown_classes(sub, column)
         s.heading(f"by {column}")
-        rows = []
-        for g in group_names(report):
-            r, ci = report[g], (report[g].get("intervals") or {}).get("per_class", {})
-            for c in shown:
-                pc = r["per_class"][c]
-                rows.append((g, c, r["n"], pc["support"], *(
-                    "n/a" if pc[k] is None else f"{pc[k]:.3f} {format_interval(ci.get(c, {}).get(k))}".strip()
-                    for k in ("sensitivity", "specificity", "precision", "npv"))))
-        s.table(("group", "class", "n", "positives", "sensitivity", "specificity", "PPV", "NPV"), rows)
+        s.table(GROUP_TABLE, group_rows(sub, column))
         gaps = [(c, k, _f(report["gaps"][c][k]["difference"], ".3f"), report["gaps"][c][k]["highest"] or "-",
                  report["gaps"][c][k]["lowest"] or "-") for c in shown for k in ("sensitivity", "specificity", "ppv")]
         gaps += [(c, "equalized-odds difference", _f(report["gaps"][c]["equalized_odds_difference"], ".3f"), "", "")
